@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pathlib
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -23,3 +24,21 @@ SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 def sample_dir():
     """The bundled sample: `data/sample/shepard_metzler_7_parts/{train,test}/`."""
     return SAMPLE_DIR
+
+
+def random_batch(batch_size=2, context_size=3, image_size=64, seed=0):
+    """A batch in the pipeline's format (DESIGN.md §4) filled with random values."""
+    rng = np.random.default_rng(seed)
+    b, m, s = batch_size, context_size, image_size
+    return {
+        "context_frames": rng.uniform(size=(b, m, s, s, 3)).astype(np.float32),
+        "context_cameras": rng.normal(size=(b, m, 7)).astype(np.float32),
+        "query_camera": rng.normal(size=(b, 7)).astype(np.float32),
+        "target": rng.uniform(size=(b, s, s, 3)).astype(np.float32),
+    }
+
+
+@pytest.fixture
+def make_batch():
+    """Returns `random_batch`, a factory of random batches in the pipeline's format."""
+    return random_batch
