@@ -1,0 +1,195 @@
+"""The Generative Query Network as a `keras.Model`: Algorithm S2 (ELBO) and S3 (generation)."""
+
+import keras
+from keras import ops
+
+from gqn_tf.model import distributions
+from gqn_tf.model.config import GQNConfig
+from gqn_tf.model.cores import GeneratorCore, InferenceCore
+from gqn_tf.model.representation import SceneRepresentation, make_representation_network
+
+CAMERA_DIM = 7
+IMAGE_CHANNELS = 3
+
+
+def _as_seed(seed):
+    """An int or a pair → the int32 [2] seed of TensorFlow's stateless random ops."""
+    if isinstance(seed, int):
+        return ops.convert_to_tensor([seed, 0], dtype="int32")
+    return ops.cast(seed, "int32")
+
+
+@keras.saving.register_keras_serializable(package="gqn_tf")
+class GQN(keras.Model):
+    """Representation network f, generator C^g with canvas u, inference C^e, heads η_π, η_e, η_g.
+
+    Inputs follow DESIGN.md §4: `context_frames` [B, M, H, W, 3] in [0, 1], `context_cameras`
+    [B, M, 7], `query_camera` [B, 7] and, for the ELBO, `target` [B, H, W, 3]. Calling the model
+    renders the query view from the prior (Algorithm S3) with `inputs["seed"]` (default 0).
+    """
+
+    def __init__(self, config=None, **kwargs):
+        super().__init__(**kwargs)
+        if config is None:
+            config = GQNConfig()
+        elif isinstance(config, dict):
+            config = GQNConfig(**config)
+        self.gqn_config = c = config
+        self.representation = SceneRepresentation(
+            make_representation_network(c), c.image_size, name="representation"
+        )
+        self.target_downsample = keras.layers.Conv2D(
+            IMAGE_CHANNELS, 4, strides=4, name="target_downsample"
+        )
+        num_cores = 1 if c.shared_cores else c.num_layers
+        self.generator_cores = [
+            GeneratorCore(c.hidden_channels, c.canvas_channels, c.kernel_size,
+                          name=f"generator_core_{i}")
+            for i in range(num_cores)
+        ]
+        self.inference_cores = [
+            InferenceCore(c.hidden_channels, c.canvas_channels, c.kernel_size,
+                          name=f"inference_core_{i}")
+            for i in range(num_cores)
+        ]
+        self.prior_head = distributions.LatentHead(c.z_channels, 5, name="prior_head")
+        self.posterior_head = distributions.LatentHead(c.z_channels, 5, name="posterior_head")
+        self.observation_head = keras.layers.Conv2D(IMAGE_CHANNELS, 1, name="observation_head")
+        self.build()
+
+    def build(self, input_shape=None):
+        """Creates every weight from the config alone, so a model is usable (and restorable
+        from a checkpoint) as soon as it is constructed."""
+        c = self.gqn_config
+        size, core = c.image_size, c.core_size
+        self.representation.build((None, None, size, size, IMAGE_CHANNELS), (None, None, CAMERA_DIM))
+        self.target_downsample.build((None, size, size, IMAGE_CHANNELS))
+        for generator_core in self.generator_cores:
+            generator_core.build((None, core, core, CAMERA_DIM + c.r_channels + c.z_channels))
+        for inference_core in self.inference_cores:
+            inference_core.build((None, core, core, IMAGE_CHANNELS + CAMERA_DIM + c.r_channels))
+        self.prior_head.build((None, core, core, c.hidden_channels))
+        self.posterior_head.build((None, core, core, c.hidden_channels))
+        self.observation_head.build((None, size, size, c.canvas_channels))
+        self.built = True
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "config": self.gqn_config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def get_build_config(self):
+        return None  # built in __init__
+
+    # --- Pieces shared by Algorithms S2 and S3 ---------------------------------------------
+
+    def represent(self, context_frames, context_cameras):
+        """The scene representation r = Σ_k f(x^k, v^k): [B, h, w, r_channels] (h = 1 for
+        pool and pyramid, image_size / 4 for tower)."""
+        frames = ops.cast(context_frames, self.compute_dtype)
+        cameras = ops.cast(context_cameras, self.compute_dtype)
+        return self.representation(frames, cameras)
+
+    def _conditioning(self, context_frames, context_cameras, query_camera):
+        """v^q and r broadcast to the core grid: [B, h, w, 7 + r_channels]."""
+        size = self.gqn_config.core_size
+        r = self.represent(context_frames, context_cameras)
+        batch = ops.shape(r)[0]
+        r = ops.broadcast_to(r, (batch, size, size, r.shape[-1]))
+        v = ops.cast(query_camera, self.compute_dtype)[:, None, None, :]
+        v = ops.broadcast_to(v, (batch, size, size, CAMERA_DIM))
+        return ops.concatenate([v, r], axis=-1)
+
+    def _initial_states(self, batch):
+        c = self.gqn_config
+        hidden = ops.zeros((batch, c.core_size, c.core_size, c.hidden_channels), self.compute_dtype)
+        canvas = ops.zeros((batch, c.image_size, c.image_size, c.canvas_channels), self.compute_dtype)
+        return (hidden, hidden), (hidden, hidden), canvas
+
+    def _core(self, cores, step):
+        return cores[0 if self.gqn_config.shared_cores else step]
+
+    def _observe(self, canvas):
+        """η_g: the mean image in [0, 1] from the final canvas u_L (float32)."""
+        return ops.sigmoid(ops.cast(self.observation_head(canvas), "float32"))
+
+    def _noise(self, seed, batch, batch_offset=0, global_batch_size=None):
+        c = self.gqn_config
+        shape = (batch, c.core_size, c.core_size, c.z_channels)
+        return distributions.latent_noise(
+            _as_seed(seed), c.num_layers, shape, batch_offset, global_batch_size
+        )
+
+    # --- Algorithm S2: the ELBO ------------------------------------------------------------
+
+    def _posterior_pass(self, batch, seed, batch_offset=0, global_batch_size=None):
+        """Runs the L steps with latents from the posterior; returns (mean image, KL per layer)."""
+        conditioning = self._conditioning(
+            batch["context_frames"], batch["context_cameras"], batch["query_camera"]
+        )
+        target = ops.cast(batch["target"], self.compute_dtype)
+        size = ops.shape(target)[0]
+        inference_inputs = ops.concatenate([self.target_downsample(target), conditioning], -1)
+        generator_state, inference_state, canvas = self._initial_states(size)
+        noise = self._noise(seed, size, batch_offset, global_batch_size)
+        kls = []
+        for step in range(self.gqn_config.num_layers):
+            # π_l reads h^g before this step's generator update; q_l reads the inference state
+            # just updated with x^q, h^g_l and u_l (DESIGN.md §5).
+            prior = distributions.normal(*self.prior_head(generator_state[1]))
+            inference_state = self._core(self.inference_cores, step)(
+                inference_inputs, generator_state[1], canvas, inference_state
+            )
+            posterior = distributions.normal(*self.posterior_head(inference_state[1]))
+            z = ops.cast(distributions.sample(posterior, noise[step]), self.compute_dtype)
+            # z_l feeds C^g (Fig. S2), which Algorithm S2 line 19 leaves out.
+            generator_state, canvas = self._core(self.generator_cores, step)(
+                ops.concatenate([conditioning, z], -1), generator_state, canvas
+            )
+            kls.append(distributions.kl_divergence(posterior, prior))
+        return self._observe(canvas), ops.stack(kls, axis=1)
+
+    def elbo_terms(self, batch, sigma, seed, batch_offset=0, global_batch_size=None):
+        """The ELBO of a batch, per image in nats (Algorithm S2).
+
+        sigma: the pixel standard deviation σ_t (a tensor, so an annealed value is never frozen
+        into a traced step). seed: int or int32 [2]; the posterior samples are a pure function of
+        it and of each scene's index in the global batch (see `distributions.latent_noise`).
+        Returns a dict of [B] tensors `loss` (= −ELBO), `elbo`, `kl`, `nll`, with `kl_per_layer`
+        [B, L] and the reconstruction `mean` [B, H, W, 3].
+        """
+        mean, kl_per_layer = self._posterior_pass(batch, seed, batch_offset, global_batch_size)
+        nll = distributions.gaussian_nll(batch["target"], mean, sigma)
+        kl = ops.sum(kl_per_layer, axis=1)
+        return {"loss": nll + kl, "elbo": -(nll + kl), "kl": kl, "nll": nll,
+                "kl_per_layer": kl_per_layer, "mean": mean}
+
+    def reconstruct(self, context_frames, context_cameras, query_camera, target, seed=0):
+        """The mean image with latents drawn from the posterior q: [B, H, W, 3] in [0, 1]."""
+        batch = {"context_frames": context_frames, "context_cameras": context_cameras,
+                 "query_camera": query_camera, "target": target}
+        return self._posterior_pass(batch, seed)[0]
+
+    # --- Algorithm S3: generation ------------------------------------------------------------
+
+    def generate(self, context_frames, context_cameras, query_camera, seed=0):
+        """Renders the query view with latents from the prior: [B, H, W, 3] in [0, 1]."""
+        conditioning = self._conditioning(context_frames, context_cameras, query_camera)
+        size = ops.shape(conditioning)[0]
+        generator_state, _, canvas = self._initial_states(size)
+        noise = self._noise(seed, size)
+        for step in range(self.gqn_config.num_layers):
+            prior = distributions.normal(*self.prior_head(generator_state[1]))
+            z = ops.cast(distributions.sample(prior, noise[step]), self.compute_dtype)
+            generator_state, canvas = self._core(self.generator_cores, step)(
+                ops.concatenate([conditioning, z], -1), generator_state, canvas
+            )
+        return self._observe(canvas)
+
+    def call(self, inputs, training=None):
+        return self.generate(
+            inputs["context_frames"], inputs["context_cameras"], inputs["query_camera"],
+            inputs.get("seed", 0),
+        )
