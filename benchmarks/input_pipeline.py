@@ -1,0 +1,126 @@
+"""Measures the input pipeline against decoding the same JPEGs alone.
+
+Prints scenes/s and frames/s of `make_dataset` at a fixed context size, the scenes/s of
+`tf.io.decode_jpeg` alone on M + 1 frames per scene (same batching and AUTOTUNE parallelism),
+and their ratio. The two are timed in alternating rounds and the medians compared, so load from
+other processes affects both alike. The last line is JSON:
+`{"scenes_per_s", "decode_only_scenes_per_s", "ratio", ...}`.
+
+    python benchmarks/input_pipeline.py --data_dir data/sample --batch_size 36 --context_size 5
+
+Without shards under --data_dir it writes a small synthetic dataset (64x64 JPEGs) to a temporary
+directory and measures that.
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from gqn_tf.data import datasets, pipeline, records, shards  # noqa: E402
+
+_DATA_DIR = flags.DEFINE_string("data_dir", "data/sample", "Root holding <dataset>/<split>/.")
+_DATASET = flags.DEFINE_string("dataset", "shepard_metzler_7_parts", "Dataset name.")
+_SPLIT = flags.DEFINE_enum("split", "train", datasets.SPLITS, "Split to read.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 36, "Scenes per batch.")
+_CONTEXT_SIZE = flags.DEFINE_integer("context_size", 5, "Context views M per scene.")
+_SECONDS = flags.DEFINE_float("seconds", 4.0, "Seconds per timed round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds of each measurement.")
+
+
+def write_synthetic(root, info, num_shards=4, scenes_per_shard=100, seed=0):
+    """Writes smooth random 64x64 scenes in the original format under `root`; returns root."""
+    rng = np.random.default_rng(seed)
+    directory = records.split_dir(root, info.name, "train")
+    os.makedirs(directory, exist_ok=True)
+    size = info.frame_size
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for shard in range(1, num_shards + 1):
+        path = os.path.join(directory, records.shard_name(shard, num_shards))
+        with tf.io.TFRecordWriter(path) as writer:
+            for _ in range(scenes_per_shard):
+                frames = []
+                for _ in range(info.sequence_size):
+                    c = rng.uniform(size=(3, 4))
+                    image = np.stack([c[k, 0] * xx + c[k, 1] * yy
+                                      + 0.3 * np.sin(10 * c[k, 2] * xx + 7 * c[k, 3] * yy)
+                                      for k in range(3)], -1)
+                    image = (image - image.min()) / (np.ptp(image) + 1e-6) * 255
+                    frames.append(tf.io.encode_jpeg(image.astype(np.uint8)).numpy())
+                cams = rng.normal(size=(info.sequence_size, 5))
+                writer.write(records.serialize_scene(frames, cams))
+    return root
+
+
+def decode_only(files, info, batch_size, num_frames, max_scenes=1000):
+    """Decoding alone: batches of `num_frames` JPEGs per scene from the same files, in memory."""
+    rng = np.random.default_rng(0)
+    jpegs = []
+    spec = records.feature_spec(info.sequence_size)
+    for record in tf.data.TFRecordDataset(files).take(max_scenes):
+        frames = tf.io.parse_single_example(record, spec)["frames"].numpy()
+        jpegs.append(frames[rng.choice(info.sequence_size, num_frames, replace=False)])
+    decode = lambda batch: tf.map_fn(  # noqa: E731
+        lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), tf.reshape(batch, [-1]),
+        fn_output_signature=tf.uint8)
+    ds = tf.data.Dataset.from_tensor_slices(np.array(jpegs, dtype=object)).repeat()
+    return ds.batch(batch_size, drop_remainder=True).map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def scenes_per_second(iterator, batch_size, seconds):
+    for _ in range(5):  # warm up: tracing, autotuning, buffers
+        next(iterator)
+    start, batches = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        next(iterator)
+        batches += 1
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def main(argv):
+    del argv
+    info = datasets.get_dataset_info(_DATASET.value)
+    root = _DATA_DIR.value
+    try:
+        files = shards.list_shards(root, info.name, _SPLIT.value)
+    except shards.DataNotFoundError:
+        if _SPLIT.value != "train":
+            raise
+        root = write_synthetic(tempfile.mkdtemp(prefix="gqn_bench_"), info)
+        logging.info("No data under %s: measuring synthetic scenes in %s.", _DATA_DIR.value, root)
+        files = shards.list_shards(root, info.name, _SPLIT.value)
+    batch_size, context = _BATCH_SIZE.value, _CONTEXT_SIZE.value
+    piped = iter(pipeline.make_dataset(info.name, root, _SPLIT.value, batch_size=batch_size,
+                                       context_size=context, seed=0, repeat=True))
+    decoded = iter(decode_only(files, info, batch_size, context + 1))
+    piped_rates, decode_rates = [], []
+    for _ in range(_ROUNDS.value):
+        piped_rates.append(scenes_per_second(piped, batch_size, _SECONDS.value))
+        decode_rates.append(scenes_per_second(decoded, batch_size, _SECONDS.value))
+    scenes = statistics.median(piped_rates)
+    decode = statistics.median(decode_rates)
+    frames = context + 1
+    print(f"pipeline:    {scenes:8.0f} scenes/s  {scenes * frames:8.0f} frames/s "
+          f"(rounds: {', '.join(f'{r:.0f}' for r in piped_rates)})")
+    print(f"decode only: {decode:8.0f} scenes/s  {decode * frames:8.0f} frames/s "
+          f"(rounds: {', '.join(f'{r:.0f}' for r in decode_rates)})")
+    print(f"ratio:       {scenes / decode:.2f}  (M={context}, B={batch_size}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+    print(json.dumps({"scenes_per_s": round(scenes, 1),
+                      "decode_only_scenes_per_s": round(decode, 1),
+                      "ratio": round(scenes / decode, 3),
+                      "frames_per_s": round(scenes * frames, 1),
+                      "context_size": context, "batch_size": batch_size}))
+
+
+if __name__ == "__main__":
+    app.run(main)

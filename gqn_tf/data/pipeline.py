@@ -1,0 +1,301 @@
+"""The input pipeline over the original `gqn-datasets` files, with DeepMind's reader semantics.
+
+Two stages, so that other record sources (a TFDS builder) reuse the second one unchanged:
+
+- `read_records`: shard files -> a stream of serialized records, each carried with its shard
+  file and its index in that shard (for error messages), shard order and records shuffled.
+- `scenes_from_records`: records -> batches of training dicts (DESIGN.md §4). Per scene it
+  draws `context_size + 1` distinct views (the last drawn is the query), decodes only those
+  JPEGs, and maps their cameras to 7-dim viewpoints with `cameras.transform_cameras`.
+
+Randomness is stateless and keyed by `(seed, position of the scene in the record stream)` and
+`(seed, batch number)`, so the same seed and the same record order give the same batches,
+whichever source the records came from. Work is batched before decoding so that parsing, view
+choice and camera maths run once per batch instead of once per scene.
+
+Bad input is named, not just reported: a shard that ends in a truncated or corrupted record and
+a frame that is not a JPEG stop iteration with an error naming the shard file and record index,
+or, with `skip_bad_records=True`, are skipped, logged and counted in a `BadRecordCounter`.
+"""
+
+import random
+
+import tensorflow as tf
+from absl import logging
+
+from gqn_tf.data import cameras as cameras_lib
+from gqn_tf.data import datasets, records, shards
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# A TFRecord stores a payload of n bytes in n + 16: length (8), its CRC (4), data CRC (4).
+_RECORD_OVERHEAD = 16
+# Appended after the records of each shard to check that the whole file was read. A serialized
+# Example never starts with a zero byte (field number 0 is invalid), so no record equals it.
+_END_OF_SHARD = b"\x00gqn_tf end of shard"
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+# Records per block of the per-shard byte count in `read_records`.
+_CHECK_BLOCK = 16
+
+
+class BadRecordCounter:
+    """Counts what `skip_bad_records=True` skipped; read `count` after (or while) iterating.
+
+    A truncated or corrupted shard counts once (the rest of that file is unreadable); a scene
+    with a malformed frame list or a frame that is not a JPEG counts once.
+    """
+
+    def __init__(self):
+        self._count = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_records")
+
+    @property
+    def count(self):
+        return int(self._count.numpy())
+
+    def _record(self, message):
+        """Counts and logs one bad record; runs only on the (rare) bad branch of a tf.cond."""
+        tf.py_function(_log_skipped, [message], [])
+        return self._count.assign_add(1)
+
+
+def _log_skipped(message):
+    logging.warning("Skipping bad input: %s", message.numpy().decode("utf-8", "replace"))
+
+
+def read_records(filenames, *, shuffle=True, seed=None, repeat=False, cycle_length=None,
+                 shuffle_buffer_size=1000, skip_bad_records=False, bad_record_counter=None):
+    """Reads shard files into a dataset of `{"record", "shard", "index"}` dicts.
+
+    Shards are interleaved (deterministically, `cycle_length` at a time) after shuffling their
+    order, and records pass through a shuffle buffer, both seeded by `seed`. `repeat` is False
+    (one pass), True (forever) or a number of passes.
+
+    TFRecordDataset stops a damaged file with a DataLossError that does not name it, so here
+    read errors end the file quietly and a byte count checks that each shard was read to its
+    end; a shard that was not fails with an error naming it (or, with `skip_bad_records`, is
+    logged and counted). The count runs over blocks of records to keep the per-record cost low.
+    """
+    filenames = [str(name) for name in filenames]
+    if not filenames:
+        raise ValueError("read_records needs at least one shard file.")
+    sizes = tf.constant([tf.io.gfile.stat(name).length for name in filenames], tf.int64)
+    if skip_bad_records and bad_record_counter is None:
+        bad_record_counter = BadRecordCounter()
+    files = tf.data.Dataset.from_tensor_slices((filenames, sizes))
+    if shuffle:
+        files = files.shuffle(len(filenames), seed=seed, reshuffle_each_iteration=True)
+    if repeat is True:
+        files = files.repeat()
+    elif repeat:
+        files = files.repeat(repeat)
+
+    def shard_records(filename, size):
+        def bad_shard(num_read, offset):
+            message = tf.strings.format(
+                "shard {} is truncated or corrupted: only its first {} records ({} of {} bytes) "
+                "could be read", [filename, num_read, offset, size])
+            if skip_bad_records:
+                return bad_record_counter._record(message)
+            with tf.control_dependencies([tf.debugging.Assert(False, [message], summarize=1)]):
+                return tf.constant(0, tf.int64)
+
+        def check_block(state, block):
+            index, offset = state  # records and bytes read before this block
+            n = tf.size(block, out_type=tf.int64)
+            at_end = tf.equal(block, _END_OF_SHARD)
+            lengths = tf.cast(tf.strings.length(block), tf.int64) + _RECORD_OVERHEAD
+            offsets = offset + tf.cumsum(lengths, exclusive=True)
+            bad = at_end & tf.not_equal(offsets, size)
+            tf.cond(tf.reduce_any(bad),
+                    lambda: bad_shard(index + tf.argmax(tf.cast(at_end, tf.int32)),
+                                      tf.reduce_max(tf.where(bad, offsets, 0))),
+                    lambda: tf.constant(0, tf.int64))
+            keep = tf.logical_not(at_end)
+            kept = tf.boolean_mask(block, keep)
+            return (index + n, offset + tf.reduce_sum(lengths)), {
+                "record": kept,
+                "shard": tf.fill(tf.shape(kept), filename),
+                "index": tf.boolean_mask(index + tf.range(n), keep),
+            }
+
+        payloads = tf.data.TFRecordDataset(filename).ignore_errors()
+        payloads = payloads.concatenate(tf.data.Dataset.from_tensors(tf.constant(_END_OF_SHARD)))
+        state = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+        return payloads.batch(_CHECK_BLOCK).scan(state, check_block).unbatch()
+
+    cycle_length = cycle_length or min(len(filenames), 16)
+    stream = files.interleave(shard_records, cycle_length=cycle_length, block_length=1,
+                              num_parallel_calls=AUTOTUNE, deterministic=True)
+    if shuffle and shuffle_buffer_size > 1:
+        stream = stream.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
+    return stream
+
+
+def check_context_size(info, context_size, max_context_size=None):
+    """Raises a ValueError unless the context sizes fit the S views of `info`'s scenes."""
+    for name, value in (("context_size", context_size), ("max_context_size", max_context_size)):
+        if value is None:
+            continue
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}.")
+        if value >= info.sequence_size:
+            raise ValueError(
+                f"{name} {value} must be smaller than the {info.sequence_size} views per scene "
+                f"of {info.name} (one view is the query)."
+            )
+
+
+def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
+                        max_context_size=None, seed=None, frame_size=None, drop_remainder=True,
+                        skip_bad_records=False, bad_record_counter=None,
+                        num_parallel_calls=AUTOTUNE):
+    """Turns a dataset of serialized scene records into batches of training dicts.
+
+    `records_ds` yields scalar strings (serialized Examples in the original format) or the dicts
+    of `read_records` (then errors name the shard and record index). Yields
+    `context_frames` [B, M, H, W, 3] float32 in [0, 1], `context_cameras` [B, M, 7],
+    `query_camera` [B, 7] and `target` [B, H, W, 3]. With `context_size=None`, M is drawn per
+    batch uniformly from 0..`max_context_size` (default S - 1), as in Algorithm S1; the whole
+    batch shares it. `seed=None` draws a fresh seed, so runs differ.
+    """
+    if isinstance(info, str):
+        info = datasets.get_dataset_info(info)
+    check_context_size(info, context_size, max_context_size)
+    num_views = info.sequence_size
+    num_raw = num_views * cameras_lib.RAW_CAMERA_DIM
+    max_context = num_views - 1 if max_context_size is None else max_context_size
+    seed = random.getrandbits(62) if seed is None else int(seed)
+    if skip_bad_records and bad_record_counter is None:
+        bad_record_counter = BadRecordCounter()
+    has_source = isinstance(records_ds.element_spec, dict)
+
+    def parse(chunk_number, chunk):
+        """A chunk of n records -> frames [n, S] (JPEG strings), raw cameras [n, S, 5], and
+        ok [n]; with a message about the first bad record (built only when one is bad)."""
+        serialized = chunk["record"] if has_source else chunk
+        n = tf.shape(serialized)[0]
+        parsed = tf.io.parse_example(serialized, {
+            "frames": tf.io.RaggedFeature(tf.string),
+            "cameras": tf.io.RaggedFeature(tf.float32),
+        })
+        shape_ok = (tf.equal(parsed["frames"].row_lengths(), num_views)
+                    & tf.equal(parsed["cameras"].row_lengths(), num_raw))
+        frames = parsed["frames"].to_tensor(default_value="", shape=[None, num_views])
+        raw = tf.reshape(parsed["cameras"].to_tensor(shape=[None, num_raw]),
+                         [n, num_views, cameras_lib.RAW_CAMERA_DIM])
+        # decode_jpeg fails on garbage or cut-short data without naming the record: check first.
+        jpeg_ok = (tf.equal(tf.strings.substr(frames, 0, 2), _JPEG_START)
+                   & tf.equal(tf.strings.substr(frames, -2, 2), _JPEG_END))
+        ok = shape_ok & tf.reduce_all(jpeg_ok, axis=1)
+
+        def describe(i):
+            if has_source:
+                where = tf.strings.format("record {} of shard {}",
+                                          [chunk["index"][i], chunk["shard"][i]])
+            else:
+                position = chunk_number * batch_size + tf.cast(i, tf.int64)
+                where = tf.strings.format("record {} of the record stream", [position])
+            bad_view = tf.argmin(tf.cast(jpeg_ok[i], tf.int32), output_type=tf.int32)
+            what = tf.cond(
+                shape_ok[i],
+                lambda: tf.strings.format("frame {} is not a JPEG image (no start/end marker)",
+                                          [bad_view]),
+                lambda: tf.constant(f"not a scene of {info.name}, which has {num_views} "
+                                    f"frames and {num_raw} camera values per record"))
+            return tf.strings.join([where, ": ", what])
+
+        return frames, raw, ok, describe
+
+    def make_batch(batch_number, frames, raw):
+        """Draws M and the views, decodes the chosen frames and transforms their cameras."""
+        n = tf.shape(frames)[0]
+        if context_size is None:
+            num_context = tf.random.stateless_uniform(
+                [], seed=tf.stack([tf.constant(seed, tf.int64), 2 * batch_number + 1]),
+                minval=0, maxval=max_context + 1, dtype=tf.int32)
+        else:
+            num_context = tf.constant(context_size, tf.int32)
+        # A random permutation of the S views per scene; its first M views are the context and
+        # view M the query (the reader's "last drawn").
+        noise = tf.random.stateless_uniform(
+            [n, num_views], seed=tf.stack([tf.constant(seed, tf.int64), 2 * batch_number]))
+        views = tf.argsort(noise, axis=1)[:, : num_context + 1]  # [n, M + 1]
+        jpegs = tf.reshape(tf.gather(frames, views, batch_dims=1), [-1])
+        images = tf.map_fn(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), jpegs,
+                           fn_output_signature=tf.uint8)
+        images = tf.cast(images, tf.float32) * (1.0 / 255.0)  # [n * (M + 1), h, w, 3]
+        if frame_size is not None:
+            images = tf.image.resize(images, [frame_size, frame_size], method="bilinear")
+        size = frame_size or info.frame_size
+        images = tf.reshape(images, [n, num_context + 1, size, size, 3])
+        viewpoints = cameras_lib.transform_cameras(tf.gather(raw, views, batch_dims=1))
+        return {
+            "context_frames": images[:, :num_context],        # [n, M, H, W, 3]
+            "context_cameras": viewpoints[:, :num_context],   # [n, M, 7]
+            "query_camera": viewpoints[:, num_context],       # [n, 7]
+            "target": images[:, num_context],                 # [n, H, W, 3]
+        }
+
+    if skip_bad_records:
+        def drop_bad(chunk_number, chunk):
+            frames, raw, ok, describe = parse(chunk_number, chunk)
+
+            def count_bad():
+                bad = tf.cast(tf.where(tf.logical_not(ok))[:, 0], tf.int32)
+                return tf.map_fn(lambda i: bad_record_counter._record(describe(i)), bad,
+                                 fn_output_signature=tf.int64)
+
+            tf.cond(tf.reduce_all(ok), lambda: tf.zeros([0], tf.int64), count_bad)
+            return tf.boolean_mask(frames, ok), tf.boolean_mask(raw, ok)
+
+        # Bad scenes leave a chunk short, so full batches are formed again after dropping them.
+        scenes = records_ds.batch(batch_size).enumerate().map(
+            drop_bad, num_parallel_calls=num_parallel_calls)
+        scenes = scenes.unbatch().batch(batch_size, drop_remainder=drop_remainder)
+        return scenes.enumerate().map(lambda b, s: make_batch(b, *s),
+                                      num_parallel_calls=num_parallel_calls)
+
+    def check_and_make_batch(batch_number, chunk):
+        frames, raw, ok, describe = parse(batch_number, chunk)
+
+        def fail():
+            first = tf.argmin(tf.cast(ok, tf.int32), output_type=tf.int32)
+            with tf.control_dependencies(
+                    [tf.debugging.Assert(False, [describe(first)], summarize=1)]):
+                return tf.constant(0)
+
+        with tf.control_dependencies([tf.cond(tf.reduce_all(ok), lambda: tf.constant(0), fail)]):
+            return make_batch(batch_number, frames, raw)
+
+    scenes = records_ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
+    return scenes.map(check_and_make_batch, num_parallel_calls=num_parallel_calls)
+
+
+def make_dataset(name, root, split="train", batch_size=36, context_size=None, seed=None,
+                 frame_size=None, shuffle=True, repeat=True, skip_bad_records=False,
+                 bad_record_counter=None, max_context_size=None, drop_remainder=True,
+                 shuffle_buffer_size=1000, cycle_length=None):
+    """The training/evaluation input of dataset `name` from `<root>/<name>/<split>/` shards.
+
+    Yields the dicts of `scenes_from_records` (DESIGN.md §4), prefetched. `seed` makes the
+    whole stream (shard order, record shuffle, views, context sizes) reproducible. `repeat` is
+    True (forever), False (one pass) or a number of passes. Bad records raise an error naming
+    the shard file and record index unless `skip_bad_records`, which skips them and counts them
+    in `bad_record_counter` (a `BadRecordCounter`, created and only logged if not given).
+    """
+    info = datasets.get_dataset_info(name)
+    check_context_size(info, context_size, max_context_size)
+    if seed is None:
+        seed = random.getrandbits(62)
+    if skip_bad_records and bad_record_counter is None:
+        bad_record_counter = BadRecordCounter()
+    records_ds = read_records(
+        shards.list_shards(root, name, split), shuffle=shuffle, seed=seed, repeat=repeat,
+        cycle_length=cycle_length, shuffle_buffer_size=shuffle_buffer_size,
+        skip_bad_records=skip_bad_records, bad_record_counter=bad_record_counter)
+    dataset = scenes_from_records(
+        records_ds, info, batch_size=batch_size, context_size=context_size,
+        max_context_size=max_context_size, seed=seed, frame_size=frame_size,
+        drop_remainder=drop_remainder, skip_bad_records=skip_bad_records,
+        bad_record_counter=bad_record_counter)
+    return dataset.prefetch(AUTOTUNE)
