@@ -41,21 +41,27 @@ class GQN(keras.Model):
         self.target_downsample = keras.layers.Conv2D(
             IMAGE_CHANNELS, 4, strides=4, name="target_downsample"
         )
-        num_cores = 1 if c.shared_cores else c.num_layers
-        self.generator_cores = [
-            GeneratorCore(c.hidden_channels, c.canvas_channels, c.kernel_size,
-                          name=f"generator_core_{i}")
-            for i in range(num_cores)
-        ]
-        self.inference_cores = [
-            InferenceCore(c.hidden_channels, c.canvas_channels, c.kernel_size,
-                          name=f"inference_core_{i}")
-            for i in range(num_cores)
-        ]
+        # One attribute per core: Keras' tracked lists are not children in a tf.train.Checkpoint.
+        self._num_cores = 1 if c.shared_cores else c.num_layers
+        for i in range(self._num_cores):
+            setattr(self, f"generator_core_{i}", GeneratorCore(
+                c.hidden_channels, c.canvas_channels, c.kernel_size, name=f"generator_core_{i}"))
+            setattr(self, f"inference_core_{i}", InferenceCore(
+                c.hidden_channels, c.canvas_channels, c.kernel_size, name=f"inference_core_{i}"))
         self.prior_head = distributions.LatentHead(c.z_channels, 5, name="prior_head")
         self.posterior_head = distributions.LatentHead(c.z_channels, 5, name="posterior_head")
         self.observation_head = keras.layers.Conv2D(IMAGE_CHANNELS, 1, name="observation_head")
         self.build()
+
+    @property
+    def generator_cores(self):
+        """C^g for each step (one shared core when `shared_cores`)."""
+        return [getattr(self, f"generator_core_{i}") for i in range(self._num_cores)]
+
+    @property
+    def inference_cores(self):
+        """C^e for each step (one shared core when `shared_cores`)."""
+        return [getattr(self, f"inference_core_{i}") for i in range(self._num_cores)]
 
     def build(self, input_shape=None):
         """Creates every weight from the config alone, so a model is usable (and restorable
@@ -108,8 +114,9 @@ class GQN(keras.Model):
         canvas = ops.zeros((batch, c.image_size, c.image_size, c.canvas_channels), self.compute_dtype)
         return (hidden, hidden), (hidden, hidden), canvas
 
-    def _core(self, cores, step):
-        return cores[0 if self.gqn_config.shared_cores else step]
+    def _core(self, kind, step):
+        """The "generator" or "inference" core of step `step`."""
+        return getattr(self, f"{kind}_core_{0 if self.gqn_config.shared_cores else step}")
 
     def _observe(self, canvas):
         """η_g: the mean image in [0, 1] from the final canvas u_L (float32)."""
@@ -139,13 +146,13 @@ class GQN(keras.Model):
             # π_l reads h^g before this step's generator update; q_l reads the inference state
             # just updated with x^q, h^g_l and u_l (DESIGN.md §5).
             prior = distributions.normal(*self.prior_head(generator_state[1]))
-            inference_state = self._core(self.inference_cores, step)(
+            inference_state = self._core("inference", step)(
                 inference_inputs, generator_state[1], canvas, inference_state
             )
             posterior = distributions.normal(*self.posterior_head(inference_state[1]))
             z = ops.cast(distributions.sample(posterior, noise[step]), self.compute_dtype)
             # z_l feeds C^g (Fig. S2), which Algorithm S2 line 19 leaves out.
-            generator_state, canvas = self._core(self.generator_cores, step)(
+            generator_state, canvas = self._core("generator", step)(
                 ops.concatenate([conditioning, z], -1), generator_state, canvas
             )
             kls.append(distributions.kl_divergence(posterior, prior))
@@ -183,7 +190,7 @@ class GQN(keras.Model):
         for step in range(self.gqn_config.num_layers):
             prior = distributions.normal(*self.prior_head(generator_state[1]))
             z = ops.cast(distributions.sample(prior, noise[step]), self.compute_dtype)
-            generator_state, canvas = self._core(self.generator_cores, step)(
+            generator_state, canvas = self._core("generator", step)(
                 ops.concatenate([conditioning, z], -1), generator_state, canvas
             )
         return self._observe(canvas)
