@@ -91,9 +91,10 @@ def read_records(filenames, *, shuffle=True, seed=None, repeat=False, cycle_leng
 
     def shard_records(filename, size):
         def bad_shard(num_read, offset):
-            message = tf.strings.format(
-                "shard {} is truncated or corrupted: only its first {} records ({} of {} bytes) "
-                "could be read", [filename, num_read, offset, size])
+            message = tf.strings.join([
+                "shard ", filename, " is truncated or corrupted: only its first ",
+                tf.strings.as_string(num_read), " records (", tf.strings.as_string(offset),
+                " of ", tf.strings.as_string(size), " bytes) could be read"])
             if skip_bad_records:
                 return bad_record_counter._record(message)
             with tf.control_dependencies([tf.debugging.Assert(False, [message], summarize=1)]):
@@ -190,8 +191,8 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
 
         def describe(i):
             if has_source:
-                where = tf.strings.format("record {} of shard {}",
-                                          [chunk["index"][i], chunk["shard"][i]])
+                where = tf.strings.join(["record ", tf.strings.as_string(chunk["index"][i]),
+                                         " of shard ", chunk["shard"][i]])
             else:
                 position = chunk_number * batch_size + tf.cast(i, tf.int64)
                 where = tf.strings.format("record {} of the record stream", [position])
