@@ -215,3 +215,21 @@ def test_skip_bad_records_skips_and_counts(tmp_path, caplog):
     log = caplog.text
     assert "record 1 of shard" in log and "frame 0 is not a JPEG" in log
     assert "2-of-2.tfrecord is truncated" in log
+
+
+def test_frames_of_another_size_ask_for_frame_size():
+    small = [tf.io.encode_jpeg(np.full([32, 32, 3], 90, np.uint8)).numpy()] * S
+    plain = tf.data.Dataset.from_tensors(records.serialize_scene(small, np.zeros([S, 5])))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Frames are not 64x64.*frame_size"):
+        list(pipeline.scenes_from_records(plain, INFO, batch_size=1, context_size=2, seed=0))
+    batch = next(iter(pipeline.scenes_from_records(plain, INFO, batch_size=1, context_size=2,
+                                                   seed=0, frame_size=64)))
+    assert batch["target"].shape == (1, 64, 64, 3)
+
+
+def test_the_bundled_sample_reads(sample_dir):
+    if not (sample_dir / DATASET / "train").is_dir():
+        pytest.skip("data/sample is not there yet")
+    batch = next(iter(pipeline.make_dataset(DATASET, str(sample_dir), "train", batch_size=4,
+                                            context_size=3, seed=0)))
+    assert batch["context_frames"].shape == (4, 3, SIZE, SIZE, 3)
