@@ -185,9 +185,14 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         })
         shape_ok = (tf.equal(parsed["frames"].row_lengths(), num_views)
                     & tf.equal(parsed["cameras"].row_lengths(), num_raw))
-        frames = parsed["frames"].to_tensor(default_value="", shape=[None, num_views])
-        raw = tf.reshape(parsed["cameras"].to_tensor(shape=[None, num_raw]),
-                         [n, num_views, cameras_lib.RAW_CAMERA_DIM])
+        # Reshaping the flat values is free; padding (to_tensor) is only needed for bad records.
+        frames, raw = tf.cond(
+            tf.reduce_all(shape_ok),
+            lambda: (tf.reshape(parsed["frames"].flat_values, [n, num_views]),
+                     tf.reshape(parsed["cameras"].flat_values, [n, num_raw])),
+            lambda: (parsed["frames"].to_tensor(default_value="", shape=[None, num_views]),
+                     parsed["cameras"].to_tensor(shape=[None, num_raw])))
+        raw = tf.reshape(raw, [n, num_views, cameras_lib.RAW_CAMERA_DIM])
         # decode_jpeg fails on garbage or cut-short data without naming the record: check first.
         jpeg_ok = (tf.equal(tf.strings.substr(frames, 0, 2), _JPEG_START)
                    & tf.equal(tf.strings.substr(frames, -2, 2), _JPEG_END))
@@ -227,10 +232,9 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         views = tf.argsort(noise, axis=1)[:, : num_context + 1]  # [n, M + 1]
         jpegs = tf.reshape(tf.gather(frames, views, batch_dims=1), [-1])
         images = tf.map_fn(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), jpegs,
-                           fn_output_signature=tf.uint8)
-        images = tf.cast(images, tf.float32) * (1.0 / 255.0)  # [n * (M + 1), h, w, 3]
+                           fn_output_signature=tf.uint8)  # [n * (M + 1), h, w, 3]
         if frame_size is not None:
-            images = tf.image.resize(images, [frame_size, frame_size], method="bilinear")
+            images = tf.image.resize(images, [frame_size, frame_size], method="bilinear") / 255.0
         else:
             with tf.control_dependencies([tf.debugging.assert_equal(
                     tf.shape(images)[1:3], [info.frame_size, info.frame_size],
@@ -240,11 +244,15 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         size = frame_size or info.frame_size
         images = tf.reshape(images, [n, num_context + 1, size, size, 3])
         viewpoints = cameras_lib.transform_cameras(tf.gather(raw, views, batch_dims=1))
+
+        def to_float(x):  # slicing before the cast copies bytes rather than floats
+            return x if x.dtype == tf.float32 else tf.cast(x, tf.float32) * (1.0 / 255.0)
+
         return {
-            "context_frames": images[:, :num_context],        # [n, M, H, W, 3]
-            "context_cameras": viewpoints[:, :num_context],   # [n, M, 7]
-            "query_camera": viewpoints[:, num_context],       # [n, 7]
-            "target": images[:, num_context],                 # [n, H, W, 3]
+            "context_frames": to_float(images[:, :num_context]),   # [n, M, H, W, 3]
+            "context_cameras": viewpoints[:, :num_context],        # [n, M, 7]
+            "query_camera": viewpoints[:, num_context],            # [n, 7]
+            "target": to_float(images[:, num_context]),            # [n, H, W, 3]
         }
 
     if skip_bad_records:
