@@ -40,11 +40,15 @@ def read_run_config(model_dir):
         return json.load(f)
 
 
-def make_checkpoint(model, optimizer=None):
-    """The object graph every checkpoint holds: the model and, when training, the optimizer."""
+def make_checkpoint(model, optimizer=None, **extra):
+    """The object graph every checkpoint holds: the model and, when training, the optimizer.
+
+    `extra` adds more trackables (the training loop adds the input iterator as `data`);
+    readers that only want the model ignore them.
+    """
     if optimizer is None:
-        return tf.train.Checkpoint(model=model)
-    return tf.train.Checkpoint(model=model, optimizer=optimizer)
+        return tf.train.Checkpoint(model=model, **extra)
+    return tf.train.Checkpoint(model=model, optimizer=optimizer, **extra)
 
 
 def checkpoint_manager(checkpoint, model_dir, max_to_keep=5):

@@ -1,0 +1,345 @@
+"""The training loop of Algorithm S1: strategy, input, steps, checkpoints, summaries, progress.
+
+`train(model_config, config)` trains a GQN on one dataset until `config.max_steps` updates,
+resuming from the latest checkpoint in `config.model_dir`. What it guarantees:
+
+- One device or N replicas make the same update: the global batch is cut into consecutive
+  per-replica slices, in the order `TrainStep` assumes for the latent noise and loss scale.
+- A stopped and resumed run continues exactly: the checkpoint holds the model, the optimizer
+  (so the step counter, μ and σ) and the state of the input iterator, and the step's noise is
+  seeded by (seed, step).
+- The latest checkpoint is always a good one: a non-finite loss stops training before anything
+  is saved (`NonFiniteLossError`), weights are checked to be finite before every save, and
+  `tf.train.CheckpointManager` writes the files before it updates its `checkpoint` index.
+  SIGINT / SIGTERM stop training between steps and save first (a second Ctrl-C quits at once).
+"""
+
+import contextlib
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from gqn_tf.data import datasets, pipeline
+from gqn_tf.model import GQN, GQNConfig
+from gqn_tf.training import checkpoints, schedules, summaries
+from gqn_tf.training.step import TrainStep
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What a training run is told besides the model config and Table S1.
+
+    context_size: views per scene given as context, or None to draw M per batch uniformly from
+      0..max_context_size (Algorithm S1; max_context_size None means S − 1).
+    batch_size: the global batch B, split evenly across replicas.
+    log_every / image_every / checkpoint_every: intervals in steps (0 disables images).
+    mixed_precision: "float32", "mixed_bfloat16" or "mixed_float16" (with loss scaling).
+    """
+
+    dataset: str = "shepard_metzler_7_parts"
+    data_dir: str = datasets.DEFAULT_DATA_DIR
+    model_dir: str = "/tmp/gqn_run"
+    max_steps: int = 2_000_000  # S_max of Table S1
+    batch_size: int = 36  # B of Table S1
+    context_size: Optional[int] = None
+    max_context_size: Optional[int] = None
+    seed: int = 0
+    log_every: int = 100
+    image_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    num_images: int = 4
+    jit_compile: bool = False
+    mixed_precision: str = "float32"
+    shuffle_buffer_size: int = 1000
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """How `train` ended: the step reached, the last step's metrics, the last checkpoint, and
+    the signal that stopped it early (None when it reached max_steps)."""
+
+    step: int
+    metrics: dict
+    checkpoint: Optional[str]
+    stopped_by: Optional[str] = None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss of a step was NaN or Inf; nothing was saved after the last good checkpoint."""
+
+
+def default_strategy():
+    """MirroredStrategy over all visible GPUs, or over the CPU when there is none."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy([d.name for d in gpus] or ["/cpu:0"])
+
+
+def check_config(config, num_replicas=1):
+    """Raises a ValueError naming the first thing wrong in `config` (before any work)."""
+    info = datasets.get_dataset_info(config.dataset)
+    pipeline.check_context_size(info, config.context_size, config.max_context_size)
+    if config.mixed_precision not in PRECISIONS:
+        raise ValueError(f"mixed_precision must be one of {PRECISIONS}, "
+                         f"got {config.mixed_precision!r}.")
+    for name in ("max_steps", "batch_size", "log_every", "checkpoint_every",
+                 "keep_checkpoints", "num_images"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
+    if config.image_every < 0:
+        raise ValueError(f"image_every must be >= 0 (0: no images), got {config.image_every}.")
+    if config.batch_size % num_replicas:
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split evenly over {num_replicas} "
+            f"replicas: use a multiple of {num_replicas}.")
+
+
+def hparams(model_config, config, schedule):
+    """The flat dict of hyperparameters recorded in TensorBoard."""
+    values = {f"model/{k}": v for k, v in model_config.to_dict().items()}
+    values.update({f"schedule/{k}": v for k, v in dataclasses.asdict(schedule).items()})
+    skip = {"model_dir", "data_dir", "log_every", "image_every", "checkpoint_every",
+            "keep_checkpoints", "num_images"}
+    values.update({f"train/{k}": v for k, v in config.to_dict().items() if k not in skip})
+    if config.context_size is None:
+        values["train/context_size"] = "random"
+    return values
+
+
+def distribute_batch(strategy, batch):
+    """Cuts a global host batch into consecutive per-replica slices (replica i gets rows
+    [i·b, (i+1)·b) with b = B / replicas), matching TrainStep's noise offsets."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return batch
+    local = int(batch["target"].shape[0]) // replicas
+
+    def slice_for(context):
+        start = context.replica_id_in_sync_group * local
+        return {name: value[start:start + local] for name, value in batch.items()}
+
+    return strategy.experimental_distribute_values_from_function(slice_for)
+
+
+class _StopSignal:
+    """Turns SIGINT / SIGTERM into a flag checked between steps; a second signal quits."""
+
+    def __init__(self):
+        self.received = None
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            raise KeyboardInterrupt(f"second {name}: quitting without saving")
+        self.received = name
+        logging.warning("%s received: saving a checkpoint after this step, then stopping "
+                        "(send it again to quit without saving).", name)
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {}
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread: no handlers, train until done
+            pass
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+class _Progress:
+    """The terminal progress line: step, loss, steps/s, ETA. Updates one line on a TTY,
+    logs a line per logging interval otherwise."""
+
+    def __init__(self, max_steps, stream=None):
+        self.max_steps = max_steps
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def update(self, step, values):
+        rate = values.get("steps_per_sec", 0.0)
+        eta = (self.max_steps - step) / rate if rate > 0 else float("inf")
+        line = (f"step {step}/{self.max_steps}  -ELBO {values['loss']:.1f}  "
+                f"KL {values['kl']:.1f}  NLL {values['nll']:.1f}  "
+                f"{values['bits_per_dim']:.3f} bits/dim  σ {values['sigma']:.4f}  "
+                f"μ {values['learning_rate']:.2e}  {rate:.2f} steps/s  ETA {_duration(eta)}")
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+        else:
+            logging.info(line)
+
+    def end(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    days, seconds = divmod(seconds, 86400)
+    text = f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def _check_same_model(model_dir, model_config):
+    if not os.path.exists(os.path.join(model_dir, checkpoints.RUN_CONFIG)):
+        return
+    previous = checkpoints.read_run_config(model_dir).get("model")
+    if previous is not None and GQNConfig(**previous) != model_config:
+        changed = {k: (previous.get(k), v) for k, v in model_config.to_dict().items()
+                   if previous.get(k) != v}
+        raise ValueError(
+            f"{model_dir} holds a run of another model config (field: (saved, requested)): "
+            f"{changed}. Pass the same --preset and overrides to resume it, or a new "
+            f"--model_dir to start a new run.")
+
+
+def _weights_finite(model):
+    return all(bool(tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32))))
+               for v in model.trainable_variables)
+
+
+def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=None,
+          progress_stream=None):
+    """Trains (or resumes training) a GQN; returns a `TrainResult`.
+
+    model_config: a GQNConfig. config: a TrainConfig. schedule: Table S1's constants.
+    strategy: a tf.distribute strategy (default: `default_strategy()`).
+    Raises ValueError for a bad config, DataNotFoundError when the data are missing (both
+    before any work), and NonFiniteLossError when a step's loss is NaN or Inf.
+    """
+    strategy = strategy or default_strategy()
+    check_config(config, strategy.num_replicas_in_sync)
+    _check_same_model(config.model_dir, model_config)
+    dataset = pipeline.make_dataset(
+        config.dataset, config.data_dir, "train", batch_size=config.batch_size,
+        context_size=config.context_size, max_context_size=config.max_context_size,
+        seed=config.seed, shuffle_buffer_size=config.shuffle_buffer_size)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    try:
+        with strategy.scope():
+            keras.utils.set_random_seed(config.seed)
+            model = GQN(model_config)
+            optimizer = schedules.make_optimizer(schedule)
+            extra = {}
+            if config.mixed_precision == "mixed_float16":
+                # The inner Adam stays `optimizer` in the checkpoint, so readers find its step.
+                extra["loss_scale"] = step_optimizer = keras.optimizers.LossScaleOptimizer(
+                    optimizer)
+            else:
+                step_optimizer = optimizer
+            train_step = TrainStep(model, step_optimizer, config.batch_size, strategy,
+                                   schedule, seed=config.seed, jit_compile=config.jit_compile)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    iterator = iter(dataset)
+    checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator, **extra)
+    manager = checkpoints.checkpoint_manager(checkpoint, config.model_dir,
+                                             config.keep_checkpoints)
+    if manager.latest_checkpoint:
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (AssertionError, tf.errors.OpError, ValueError) as error:
+            raise ValueError(
+                f"Cannot resume from {manager.latest_checkpoint}: {error}. It was written with "
+                f"other settings (batch size, dataset, model); pass the same flags or a new "
+                f"--model_dir.") from error
+        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
+                     int(optimizer.iterations.numpy()))
+    checkpoints.write_run_config(
+        config.model_dir, model_config, dataset=config.dataset, data_dir=config.data_dir,
+        train=config.to_dict(), schedule=dataclasses.asdict(schedule))
+
+    writer = summaries.SummaryWriter(os.path.join(config.model_dir, "train"))
+    writer.hparams(hparams(model_config, config, schedule))
+    progress = _Progress(config.max_steps, progress_stream)
+    # One trace per context size would recompile for every M; reduce_retracing generalises M.
+    run_step = tf.function(train_step.__call__, reduce_retracing=True)
+    image_size = model_config.image_size
+
+    step = int(optimizer.iterations.numpy())
+    saved_step = step if manager.latest_checkpoint else None
+    last_checkpoint = manager.latest_checkpoint
+    metrics, interval, interval_time = {}, [], 0.0
+
+    def save():
+        nonlocal saved_step, last_checkpoint
+        if saved_step == step:
+            return
+        if not _weights_finite(model):
+            raise NonFiniteLossError(
+                f"The weights are not finite after step {step} although its loss was; not "
+                f"saving. The last good checkpoint is {last_checkpoint}. Lower the learning "
+                f"rate (--lr_initial) or check the data.")
+        last_checkpoint = manager.save(checkpoint_number=step)
+        saved_step = step
+        logging.info("Saved checkpoint %s.", last_checkpoint)
+
+    stop = _StopSignal()
+    with stop.installed():
+        while step < config.max_steps and stop.received is None:
+            start = time.perf_counter()
+            batch = next(iterator)
+            outputs = run_step(distribute_batch(strategy, batch))
+            metrics = {name: float(value) for name, value in outputs.items()}
+            interval_time += time.perf_counter() - start
+            if not all(math.isfinite(metrics[name]) for name in ("loss", "kl", "nll")):
+                progress.end()
+                raise NonFiniteLossError(
+                    f"Non-finite loss at step {step + 1}: -ELBO {metrics['loss']}, KL "
+                    f"{metrics['kl']}, NLL {metrics['nll']} (σ {metrics['sigma']:.4f}, μ "
+                    f"{metrics['learning_rate']:.3g}). Training stopped without saving; the last "
+                    f"good checkpoint is {last_checkpoint or 'none (no step was saved)'}. Try a "
+                    f"lower learning rate (--lr_initial), float32 instead of mixed precision, "
+                    f"or check the data.")
+            step = int(optimizer.iterations.numpy())
+            metrics["bits_per_dim"] = summaries.bits_per_dim(metrics["loss"], image_size)
+            interval.append(metrics)
+
+            if step % config.log_every == 0 or step >= config.max_steps:
+                means = {name: float(np.mean([m[name] for m in interval]))
+                         for name in interval[0]}
+                means["steps_per_sec"] = len(interval) / max(interval_time, 1e-9)
+                means["images_per_sec"] = means["steps_per_sec"] * config.batch_size
+                writer.scalars(step, means)
+                progress.update(step, means)
+                interval, interval_time = [], 0.0
+            if config.image_every and step % config.image_every == 0:
+                seed = tf.constant([config.seed, step], tf.int32)
+                metrics = {**metrics, **writer.images(step, model, batch, seed, config.num_images)}
+            if step % config.checkpoint_every == 0:
+                save()
+                writer.flush()
+    progress.end()
+    save()
+    writer.close()
+    if stop.received:
+        logging.warning("Stopped by %s at step %d; checkpoint %s. Run the same command to "
+                        "resume.", stop.received, step, last_checkpoint)
+    else:
+        logging.info("Reached step %d; checkpoint %s.", step, last_checkpoint)
+    return TrainResult(step=step, metrics=metrics, checkpoint=last_checkpoint,
+                       stopped_by=stop.received)
