@@ -120,13 +120,13 @@ def hparams(model_config, config, schedule):
     return values
 
 
-def distribute_batch(strategy, batch):
-    """Cuts a global host batch into consecutive per-replica slices (replica i gets rows
+def distribute_batch(strategy, batch, global_batch_size):
+    """Cuts a global batch into consecutive per-replica slices (replica i gets rows
     [i·b, (i+1)·b) with b = B / replicas), matching TrainStep's noise offsets."""
     replicas = strategy.num_replicas_in_sync
     if replicas == 1:
         return batch
-    local = int(batch["target"].shape[0]) // replicas
+    local = global_batch_size // replicas
 
     def slice_for(context):
         start = context.replica_id_in_sync_group * local
@@ -231,6 +231,8 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     strategy = strategy or default_strategy()
     check_config(config, strategy.num_replicas_in_sync)
     _check_same_model(config.model_dir, model_config)
+    # Before the dataset too: tf.data's seeded shuffles also read the global seed.
+    keras.utils.set_random_seed(config.seed)
     dataset = pipeline.make_dataset(
         config.dataset, config.data_dir, "train", batch_size=config.batch_size,
         context_size=config.context_size, max_context_size=config.max_context_size,
@@ -240,7 +242,6 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
         with strategy.scope():
-            keras.utils.set_random_seed(config.seed)
             model = GQN(model_config)
             optimizer = schedules.make_optimizer(schedule)
             extra = {}
@@ -276,8 +277,13 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     writer = summaries.SummaryWriter(os.path.join(config.model_dir, "train"))
     writer.hparams(hparams(model_config, config, schedule))
     progress = _Progress(config.max_steps, progress_stream)
-    # One trace per context size would recompile for every M; reduce_retracing generalises M.
-    run_step = tf.function(train_step.__call__, reduce_retracing=True)
+
+    # One trace for every context size M (the spec leaves M unknown): a trace per M would cost
+    # a compilation each and give a resumed run other kernels than an uninterrupted one.
+    @tf.function(input_signature=[dataset.element_spec])
+    def run_step(batch):
+        return train_step(distribute_batch(strategy, batch, config.batch_size))
+
     image_size = model_config.image_size
 
     step = int(optimizer.iterations.numpy())
@@ -303,7 +309,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
         while step < config.max_steps and stop.received is None:
             start = time.perf_counter()
             batch = next(iterator)
-            outputs = run_step(distribute_batch(strategy, batch))
+            outputs = run_step(batch)
             metrics = {name: float(value) for name, value in outputs.items()}
             interval_time += time.perf_counter() - start
             if not all(math.isfinite(metrics[name]) for name in ("loss", "kl", "nll")):
