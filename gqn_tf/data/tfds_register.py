@@ -86,8 +86,8 @@ def count_records(path):
             end += _FOOTER
             if end > size:
                 raise TruncatedShardError(
-                    f"{path} is truncated: its {count + 1}th record runs past the end of the "
-                    f"file ({count} whole records in {offset} of {size} bytes). Download it "
+                    f"{path} is truncated: record {count + 1} runs past the end of the file "
+                    f"({count} whole records in {offset} of {size} bytes). Download it "
                     f"again (data/download.py resumes) or delete it to register the rest.")
             count, offset = count + 1, end
     return count
@@ -153,6 +153,20 @@ def _decide(source, target, move, force):
     raise RegistrationConflictError(
         f"{target} is a file with other content than {source}; it is never overwritten. "
         f"Move it away if it is not needed.")
+
+
+def _check_same_file_system(sources, version_dir):
+    """--move renames, so every shard must be on the file system of the TFDS folder."""
+    existing = version_dir
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    device = os.stat(existing).st_dev
+    for source in sources:
+        if os.stat(source).st_dev != device:
+            raise OSError(
+                f"--move renames files, but {source} is on another file system than "
+                f"{version_dir}. Register without --move (links) or pick a --tfds_dir on the "
+                f"same file system.")
 
 
 def _stale(version_dir, name, planned, force):
@@ -255,6 +269,8 @@ def register(name, data_dir, tfds_dir=None, *, version=gqn_tfds.DEFAULT_VERSION,
     pairs = [pair for split_pairs in plan.values() for pair in split_pairs]
     decisions = [_decide(source, target, move, force) for source, target in pairs]
     stale = _stale(version_dir, name, {target for _, target in pairs}, force)
+    if move:
+        _check_same_file_system([source for source, _ in pairs], version_dir)
 
     cache = _read_manifest(version_dir)
     manifest, counts = {}, {}
