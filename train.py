@@ -56,7 +56,9 @@ _LR_FINAL = flags.DEFINE_float("lr_final", 5e-5, "μ_f, the final learning rate.
 _LR_STEPS = flags.DEFINE_float("lr_steps", 1.6e6, "Steps over which μ anneals to μ_f.")
 _SIGMA_INITIAL = flags.DEFINE_float("sigma_initial", 2.0, "σ_i, the initial pixel std.")
 _SIGMA_FINAL = flags.DEFINE_float("sigma_final", 0.7, "σ_f, the final pixel std.")
-_SIGMA_STEPS = flags.DEFINE_float("sigma_steps", 2e5, "Steps over which σ anneals to σ_f.")
+_SIGMA_STEPS = flags.DEFINE_float(
+    "sigma_steps", 2e5, "Steps over which σ anneals to σ_f; for a short run, set it below "
+    "--max_steps so that σ reaches σ_f and the samples sharpen.")
 _BETA_1 = flags.DEFINE_float("beta_1", 0.9, "Adam β1.")
 _BETA_2 = flags.DEFINE_float("beta_2", 0.999, "Adam β2.")
 _EPSILON = flags.DEFINE_float("epsilon", 1e-8, "Adam ε.")
@@ -84,7 +86,8 @@ _KEEP_CHECKPOINTS = flags.DEFINE_integer(
 # --- Performance --------------------------------------------------------------------------
 _JIT_COMPILE = flags.DEFINE_boolean(
     "jit_compile", False, "Compile each replica's forward and backward pass with XLA "
-    "(faster on GPU; the first steps take longer).")
+    "(faster on GPU). XLA compiles once per context size, so with a random context size the "
+    "first steps of each new size are slow; a fixed --context_size compiles once.")
 _MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
     "Compute dtype: mixed_float16 on recent NVIDIA GPUs (with loss scaling), mixed_bfloat16 on "

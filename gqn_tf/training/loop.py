@@ -172,6 +172,7 @@ class _Progress:
         self.max_steps = max_steps
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._open = False  # a progress line without its newline is on the terminal
 
     def update(self, step, values):
         rate = values.get("steps_per_sec", 0.0)
@@ -183,13 +184,16 @@ class _Progress:
         if self.tty:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
+            self._open = True
         else:
             logging.info(line)
 
     def end(self):
-        if self.tty:
+        """Ends the updating line, so that log messages start on a line of their own."""
+        if self._open:
             self.stream.write("\n")
             self.stream.flush()
+            self._open = False
 
 
 def _duration(seconds):
@@ -302,6 +306,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                 f"rate (--lr_initial) or check the data.")
         last_checkpoint = manager.save(checkpoint_number=step)
         saved_step = step
+        progress.end()
         logging.info("Saved checkpoint %s.", last_checkpoint)
 
     stop = _StopSignal()
@@ -321,9 +326,12 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                     f"good checkpoint is {last_checkpoint or 'none (no step was saved)'}. Try a "
                     f"lower learning rate (--lr_initial), float32 instead of mixed precision, "
                     f"or check the data.")
-            step = int(optimizer.iterations.numpy())
+            previous, step = step, int(optimizer.iterations.numpy())
             metrics["bits_per_dim"] = summaries.bits_per_dim(metrics["loss"], image_size)
             interval.append(metrics)
+            if step == previous:  # mixed_float16 skipped an overflowing update; scale lowered
+                logging.info("Loss scaling skipped an update at step %d.", step)
+                continue
 
             if step % config.log_every == 0 or step >= config.max_steps:
                 means = {name: float(np.mean([m[name] for m in interval]))
