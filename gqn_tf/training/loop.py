@@ -16,6 +16,7 @@ resuming from the latest checkpoint in `config.model_dir`. What it guarantees:
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -218,6 +219,27 @@ def _check_same_model(model_dir, model_config):
             f"--model_dir to start a new run.")
 
 
+# The TrainConfig fields that define the input stream saved with each checkpoint.
+_INPUT_FIELDS = ("dataset", "data_dir", "batch_size", "context_size", "max_context_size",
+                 "seed", "shuffle_buffer_size")
+
+
+_INPUT_KEY = "input_settings/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def _input_settings(config):
+    return json.dumps({name: getattr(config, name) for name in _INPUT_FIELDS}, sort_keys=True)
+
+
+def _saved_input(prefix):
+    """(input settings, step) stored in the checkpoint `prefix`."""
+    reader = tf.train.load_checkpoint(prefix)
+    step = int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+    if not reader.has_tensor(_INPUT_KEY):
+        return None, step
+    return reader.get_tensor(_INPUT_KEY).decode("utf-8"), step
+
+
 def _weights_finite(model):
     return all(bool(tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32))))
                for v in model.trainable_variables)
@@ -235,12 +257,17 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     strategy = strategy or default_strategy()
     check_config(config, strategy.num_replicas_in_sync)
     _check_same_model(config.model_dir, model_config)
+    resume_from = checkpoints.latest_checkpoint(config.model_dir)
+    settings = _input_settings(config)
+    saved_settings, resume_step = _saved_input(resume_from) if resume_from else (settings, 0)
+    same_input = saved_settings == settings
     # Before the dataset too: tf.data's seeded shuffles also read the global seed.
     keras.utils.set_random_seed(config.seed)
+    data_seed = config.seed if same_input else config.seed + 1_000_003 * resume_step
     dataset = pipeline.make_dataset(
         config.dataset, config.data_dir, "train", batch_size=config.batch_size,
         context_size=config.context_size, max_context_size=config.max_context_size,
-        seed=config.seed, shuffle_buffer_size=config.shuffle_buffer_size)
+        seed=data_seed, shuffle_buffer_size=config.shuffle_buffer_size)
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.mixed_precision)
@@ -261,19 +288,29 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
         keras.mixed_precision.set_global_policy(previous_policy)
 
     iterator = iter(dataset)
-    checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator, **extra)
+    input_settings = tf.Variable(settings, trainable=False, name="input_settings")
+    checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator,
+                                             input_settings=input_settings, **extra)
     manager = checkpoints.checkpoint_manager(checkpoint, config.model_dir,
                                              config.keep_checkpoints)
-    if manager.latest_checkpoint:
+    if resume_from:
+        # With other input settings the saved iterator does not fit: restore the rest only.
+        restored = checkpoint if same_input else checkpoints.make_checkpoint(
+            model, optimizer, **extra)
         try:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            restored.restore(resume_from).assert_existing_objects_matched()
         except (AssertionError, tf.errors.OpError, ValueError) as error:
             raise ValueError(
-                f"Cannot resume from {manager.latest_checkpoint}: {error}. It was written with "
-                f"other settings (batch size, dataset, model); pass the same flags or a new "
-                f"--model_dir.") from error
-        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
+                f"Cannot resume from {resume_from}: {error}. It was written by another model "
+                f"or program version; pass a new --model_dir.") from error
+        logging.info("Resumed from %s at step %d.", resume_from,
                      int(optimizer.iterations.numpy()))
+        if not same_input:
+            input_settings.assign(settings)
+            logging.warning(
+                "The input settings differ from the saved run's (%s, now %s), so the input "
+                "pipeline starts afresh (seed %d) instead of continuing where it stopped.",
+                saved_settings, settings, data_seed)
     checkpoints.write_run_config(
         config.model_dir, model_config, dataset=config.dataset, data_dir=config.data_dir,
         train=config.to_dict(), schedule=dataclasses.asdict(schedule))

@@ -110,3 +110,11 @@ def test_distribute_batch_gives_each_replica_consecutive_rows(make_batch):
     for replica, values in enumerate(local):
         for name, value in values.items():
             np.testing.assert_array_equal(value, batch[name][2 * replica:2 * replica + 2])
+
+
+def test_resume_with_another_batch_size_restarts_only_the_input(sample_dir, tmp_path):
+    loop.train(TINY, _config(sample_dir, tmp_path, max_steps=1), strategy=_one_device())
+    resumed = loop.train(TINY, _config(sample_dir, tmp_path, max_steps=2, batch_size=2),
+                         strategy=_one_device())
+    assert resumed.step == 2 and np.isfinite(resumed.metrics["loss"])
+    assert checkpoints.read_run_config(str(tmp_path))["train"]["batch_size"] == 2
