@@ -6,8 +6,9 @@ resuming from the latest checkpoint in `config.model_dir`. What it guarantees:
 - One device or N replicas make the same update: the global batch is cut into consecutive
   per-replica slices, in the order `TrainStep` assumes for the latent noise and loss scale.
 - A stopped and resumed run continues exactly: the checkpoint holds the model, the optimizer
-  (so the step counter, μ and σ) and the state of the input iterator, and the step's noise is
-  seeded by (seed, step).
+  (so the step counter, μ and σ) and the state of the input iterator (with its shuffle buffer,
+  some MB), and the step's noise is seeded by (seed, step). Resumed with other input settings
+  (batch size, context size, data, seed), the input restarts with a new seed instead.
 - The latest checkpoint is always a good one: a non-finite loss stops training before anything
   is saved (`NonFiniteLossError`), weights are checked to be finite before every save, and
   `tf.train.CheckpointManager` writes the files before it updates its `checkpoint` index.
