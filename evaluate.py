@@ -1,0 +1,130 @@
+"""Evaluates a trained GQN: ELBO terms, image errors and the Bayesian-surprise curve (Fig. 4B).
+
+    python evaluate.py --dataset shepard_metzler_7_parts --data_dir data/sample \
+        --model_dir /tmp/gqn_quick --output_dir /tmp/gqn_quick_eval
+
+For the first --num_scenes scenes of --split it reports, for every number of context views
+M = 0 .. --max_context (same scenes, same query view, context growing), −ELBO, KL and NLL per
+image in nats and bits/dim and the MSE / PSNR of the generated (prior) and reconstructed
+(posterior) mean images. Writes metrics.json, curves.png, grid_M<m>.png and TensorBoard events
+(tags eval/...) into --output_dir. Deterministic for a given --seed and --batch_size.
+"""
+
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # run from a checkout
+
+from absl import app, flags, logging  # noqa: E402
+
+from gqn_tf.data import datasets  # noqa: E402
+
+# --- Data ---------------------------------------------------------------------------------
+_DATASET = flags.DEFINE_enum(
+    "dataset", None, sorted(datasets.DATASETS), "Dataset to evaluate on.", required=True)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", datasets.DEFAULT_DATA_DIR,
+    "Root of the data: shards are read from <data_dir>/<dataset>/<split>/. Default: where "
+    "data/download.py puts them ($GQN_DATA_DIR or ~/gqn-datasets); data/sample for the "
+    "bundled sample.")
+_SPLIT = flags.DEFINE_enum("split", "test", list(datasets.SPLITS), "Split to evaluate on.")
+_NUM_SCENES = flags.DEFINE_integer(
+    "num_scenes", None,
+    "Scenes to evaluate: the first ones of the split in file order. Default: all scenes of "
+    "the split, at most 1000. Asking for more than the split holds is an error that says how "
+    "many it has.", lower_bound=1)
+
+# --- Model --------------------------------------------------------------------------------
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "What to evaluate: a train.py run directory (its latest checkpoint), a "
+    "checkpoint prefix in one (<model_dir>/checkpoints/ckpt-N) or a .keras file.",
+    required=True)
+_SIGMA = flags.DEFINE_float(
+    "sigma", None, "Pixel std σ of the likelihood in the NLL. Default: the run's final σ "
+    "(sigma_final in run_config.json; Table S1: 0.7).", lower_bound=0.0)
+
+# --- What to compute ----------------------------------------------------------------------
+_MAX_CONTEXT = flags.DEFINE_integer(
+    "max_context", None, "Largest number of context views M; every M from 0 to it is "
+    "evaluated (cost grows linearly with it). Default: S - 1 (14 for Shepard-Metzler, 9 for "
+    "rooms).", lower_bound=0)
+_SAMPLES = flags.DEFINE_integer(
+    "samples", 4, "Prior samples per scene in the PNG grids.", lower_bound=0)
+_GRID_SCENES = flags.DEFINE_integer(
+    "grid_scenes", 4, "Scenes (rows) in each PNG grid.", lower_bound=0)
+_GRID_CONTEXT = flags.DEFINE_list(
+    "grid_context", None, "Context sizes M to draw a grid for, comma-separated, e.g. 0,1,3. "
+    "Default: 1 and --max_context.")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seeds the choice of views and the latent noise; same seed, same numbers.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 8, "Scenes per forward pass; lower it if memory runs out. The latent noise "
+    "depends on it, so keep it fixed to compare runs.", lower_bound=1)
+
+# --- Output -------------------------------------------------------------------------------
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where metrics.json, curves.png, grid_M<m>.png and the TensorBoard "
+    "events go (created if needed; tensorboard --logdir OUTPUT_DIR). Use one directory per "
+    "evaluated checkpoint.", required=True)
+_PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar over scenes.")
+
+
+def _grid_context_sizes(values):
+    if values is None:
+        return None
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        raise app.UsageError(
+            f"--grid_context {','.join(values)}: expected integers, e.g. 0,1,3.") from None
+
+
+def _print_table(result):
+    """The per-M table on stdout, one row per M, then the overall row."""
+    header = (f"{'M':>4} {'-ELBO nats':>11} {'bits/dim':>8} {'KL nats':>9} {'NLL nats':>10} "
+              f"{'gen MSE':>8} {'gen PSNR':>8} {'rec MSE':>8} {'rec PSNR':>8}")
+    print(header)
+    rows = [(str(row["num_context"]), row) for row in result["per_context"]]
+    for label, row in rows + [("all", result["overall"])]:
+        print(f"{label:>4} {row['neg_elbo_nats']:11.1f} {row['neg_elbo_bits_per_dim']:8.4f} "
+              f"{row['kl_nats']:9.2f} {row['nll_nats']:10.1f} {row['generation_mse']:8.5f} "
+              f"{row['generation_psnr']:8.2f} {row['reconstruction_mse']:8.5f} "
+              f"{row['reconstruction_psnr']:8.2f}")
+    floor = result["nll_floor"]
+    print(f"σ = {result['sigma']:g} ({result['sigma_source']}); NLL floor {floor['nats']:.1f} "
+          f"nats = {floor['bits_per_dim']:.4f} bits/dim; {result['num_scenes']} scenes, "
+          f"checkpoint {result['model']['source']} (step {result['model']['step']}).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    # Imported here so that --help and flag errors do not wait for TensorFlow.
+    from gqn_tf.data import shards
+    from gqn_tf.evaluation import loop
+
+    config = loop.EvalConfig(
+        dataset=_DATASET.value, data_dir=os.path.expanduser(_DATA_DIR.value),
+        model_path=os.path.expanduser(_MODEL_DIR.value),
+        output_dir=os.path.expanduser(_OUTPUT_DIR.value), split=_SPLIT.value,
+        num_scenes=_NUM_SCENES.value, max_context=_MAX_CONTEXT.value, samples=_SAMPLES.value,
+        sigma=_SIGMA.value, seed=_SEED.value, batch_size=_BATCH_SIZE.value,
+        grid_scenes=_GRID_SCENES.value, grid_context_sizes=_grid_context_sizes(_GRID_CONTEXT.value),
+        progress=_PROGRESS.value)
+    try:
+        result = loop.evaluate(config)
+    except (loop.NotEnoughScenesError, shards.DataNotFoundError, FileNotFoundError) as error:
+        logging.error("%s", error)
+        sys.exit(f"evaluate.py: {error}")
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    _print_table(result)
+    print(f"Wrote {os.path.join(config.output_dir, loop.METRICS_FILE)}, "
+          f"{loop.CURVES_FILE} and {len(result['files']['grids'])} grid(s) in "
+          f"{config.output_dir}.")
+
+
+if __name__ == "__main__":
+    app.run(main)
