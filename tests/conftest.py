@@ -1,6 +1,7 @@
 """Shared fixtures. TensorFlow is told here, before it starts, to show two logical CPU devices
 so that MirroredStrategy can be tested on a machine without GPUs."""
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,3 +43,27 @@ def random_batch(batch_size=2, context_size=3, image_size=64, seed=0):
 def make_batch():
     """Returns `random_batch`, a factory of random batches in the pipeline's format."""
     return random_batch
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory, sample_dir):
+    """A train.py-style run directory: a `tiny` GQN trained 3 steps on the bundled sample,
+    with run_config.json and one checkpoint (step 3)."""
+    from gqn_tf.data import pipeline
+    from gqn_tf.model import GQN, get_preset
+    from gqn_tf.training import checkpoints, schedules
+    from gqn_tf.training.step import TrainStep
+
+    model_dir = tmp_path_factory.mktemp("tiny_run")
+    config = get_preset("tiny")
+    model, optimizer = GQN(config), schedules.make_optimizer()
+    step = TrainStep(model, optimizer, 4, seed=1)
+    dataset = pipeline.make_dataset("shepard_metzler_7_parts", sample_dir, "train", 4, seed=0,
+                                    max_context_size=3)
+    for batch, _ in zip(dataset, range(3)):
+        step(batch)
+    checkpoints.write_run_config(model_dir, config, dataset="shepard_metzler_7_parts",
+                                 schedule=dataclasses.asdict(schedules.ScheduleConfig()))
+    checkpoints.checkpoint_manager(checkpoints.make_checkpoint(model, optimizer),
+                                   model_dir).save()
+    return model_dir
