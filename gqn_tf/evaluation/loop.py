@@ -185,6 +185,9 @@ def evaluate(config):
     directory = os.path.dirname(str(filenames[0]))
     if config.num_scenes is None:
         num_scenes = count_scenes(filenames, DEFAULT_MAX_SCENES)
+        if num_scenes == DEFAULT_MAX_SCENES:
+            logging.info("Evaluating the first %d scenes of %s (the default cap); set "
+                         "num_scenes for more.", num_scenes, directory)
     else:
         num_scenes = count_scenes(filenames, config.num_scenes)
         if num_scenes < config.num_scenes:

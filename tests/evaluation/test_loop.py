@@ -131,6 +131,18 @@ def test_same_seed_same_numbers(evaluation, tiny_trained_run, sample_dir, tmp_pa
     assert again["files"]["grids"] == {}
 
 
+def test_a_keras_file_is_evaluated_with_table_s1_sigma(tiny_trained_run, sample_dir, tmp_path):
+    from gqn_tf.training import checkpoints
+
+    model, _ = checkpoints.load_model(str(tiny_trained_run))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    result = loop.evaluate(_config(sample_dir, path, tmp_path / "eval", num_scenes=2,
+                                   max_context=1, grid_scenes=1, samples=1))
+    assert result["model"]["step"] is None and result["sigma_source"] == "table_s1"
+    assert [row["num_context"] for row in result["per_context"]] == [0, 1]
+
+
 def test_count_scenes_counts_records_and_stops_at_the_limit(sample_dir):
     files = shards.list_shards(str(sample_dir), DATASET, "test")
     assert loop.count_scenes(files) == SAMPLE_TEST_SCENES
