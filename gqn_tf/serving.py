@@ -121,28 +121,33 @@ class GQNServingModule(tf.Module):
             return tf.ensure_shape(tf.identity(query_camera), [None, RAW_CAMERA_DIM])
 
     def _decode_context(self, context_jpeg):
-        """JPEG bytes [B, M] → frames [B, M, H, W, 3] in [0, 1], decoded as the pipeline does."""
+        """JPEG bytes [B, M] → frames [B, M, H, W, 3] in [0, 1], decoded as the pipeline does.
+
+        The checks run on all frames before any decoding (JPEG markers, then the size from the
+        headers), so a bad frame is named instead of failing inside the decoding loop."""
         size = self.image_size
-
-        def decode(jpeg):
-            is_jpeg = _check(tf.strings.substr(jpeg, 0, 2) == _JPEG_START,
-                             "context_jpeg must hold JPEG-encoded frames; got bytes starting with",
-                             tf.strings.substr(jpeg, 0, 8))
-            with tf.control_dependencies([is_jpeg]):
-                image = tf.io.decode_jpeg(jpeg, channels=_CHANNELS)
-            shape = tf.shape(image)
-            right_size = _check(
-                tf.reduce_all(shape[:2] == [size, size]),
-                f"context_jpeg frames must be {size}x{size} JPEGs (the model's frame size); got "
-                f"a frame of shape", shape)
-            with tf.control_dependencies([right_size]):
-                return tf.ensure_shape(tf.identity(image), [size, size, _CHANNELS])
-
-        batch_views = tf.shape(context_jpeg)
-        images = tf.map_fn(decode, tf.reshape(context_jpeg, [-1]),
-                           fn_output_signature=tf.TensorSpec([size, size, _CHANNELS], tf.uint8))
+        jpegs = tf.reshape(context_jpeg, [-1])
+        is_jpeg = tf.strings.substr(context_jpeg, 0, 2) == _JPEG_START  # [B, M]
+        jpeg_check = _check(tf.reduce_all(is_jpeg),
+                            "context_jpeg must hold JPEG-encoded frames; these [scene, view] "
+                            "are not JPEGs:", tf.where(~is_jpeg))
+        with tf.control_dependencies([jpeg_check]):
+            shapes = tf.map_fn(tf.io.extract_jpeg_shape, jpegs,
+                               fn_output_signature=tf.TensorSpec([3], tf.int32))
+        sizes = tf.reshape(shapes[:, :2], tf.concat([tf.shape(context_jpeg), [2]], 0))
+        right_size = tf.reduce_all(sizes == size, axis=-1)  # [B, M]
+        size_check = _check(
+            tf.reduce_all(right_size),
+            f"context_jpeg frames must be {size}x{size} JPEGs (the model's frame size); these "
+            f"[scene, view] are not:", tf.where(~right_size), "with [height, width]",
+            tf.boolean_mask(sizes, ~right_size))
+        with tf.control_dependencies([size_check]):
+            images = tf.map_fn(
+                lambda jpeg: tf.ensure_shape(tf.io.decode_jpeg(jpeg, channels=_CHANNELS),
+                                             [size, size, _CHANNELS]),
+                jpegs, fn_output_signature=tf.TensorSpec([size, size, _CHANNELS], tf.uint8))
         images = tf.cast(images, tf.float32) * (1.0 / 255.0)
-        return tf.reshape(images, tf.concat([batch_views, [size, size, _CHANNELS]], 0))
+        return tf.reshape(images, tf.concat([tf.shape(context_jpeg), [size, size, _CHANNELS]], 0))
 
     # --- The model on raw cameras ------------------------------------------------------------
 
