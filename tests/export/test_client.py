@@ -29,7 +29,8 @@ def _inputs(batch=2, views=1, seed=0):
 def test_predict_url_follows_the_rest_paths():
     assert client.predict_url("http://localhost:8501/", "gqn") == (
         "http://localhost:8501/v1/models/gqn:predict")
-    assert client.predict_url("http://h:1", "gqn", 3) == "http://h:1/v1/models/gqn/versions/3:predict"
+    assert client.predict_url("http://h:1", "gqn", 3) == (
+        "http://h:1/v1/models/gqn/versions/3:predict")
 
 
 def test_row_request_has_one_named_object_per_scene():

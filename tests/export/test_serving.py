@@ -1,6 +1,7 @@
 """The exported SavedModel: signatures on any B and M, seeded output equal to the in-memory
 model's, named errors for wrong inputs, stock ops only, saved_model_cli, and versioned writes."""
 
+import json
 import os
 import re
 import subprocess
@@ -120,7 +121,8 @@ _GOOD_JPEG = tf.io.encode_jpeg(tf.zeros([SIZE, SIZE, 3], tf.uint8)).numpy()
     ("generate_jpeg", {"context_jpeg": [[_SMALL_JPEG]], "context_cameras": np.zeros((1, 1, 5)),
                        "query_camera": np.zeros((1, 5))}, "context_jpeg", "64x64"),
     ("generate_jpeg", {"context_jpeg": [[_GOOD_JPEG, _PNG]], "context_cameras": np.zeros((1, 2, 5)),
-                       "query_camera": np.zeros((1, 5))}, "context_jpeg", "are not JPEGs:] [[0 1]]"),
+                       "query_camera": np.zeros((1, 5))},
+     "context_jpeg", "are not JPEGs:] [[0 1]]"),
 ])
 def test_wrong_inputs_fail_with_errors_naming_the_input(exported, signature, inputs, name, words):
     function = exported["loaded"].signatures[signature]
@@ -183,7 +185,8 @@ def test_saved_model_cli_lists_signatures_with_unknown_context_size(exported):
         return found.group(1), found.group(2)
 
     for name in ("serving_default", "generate_seeded", "represent"):
-        assert shape(blocks[name], "inputs", "context_frames") == ("DT_FLOAT", "(-1, -1, -1, -1, -1)")
+        assert shape(blocks[name], "inputs", "context_frames") == (
+            "DT_FLOAT", "(-1, -1, -1, -1, -1)")
         assert shape(blocks[name], "inputs", "context_cameras") == ("DT_FLOAT", "(-1, -1, -1)")
     assert shape(blocks["generate_seeded"], "inputs", "seed") == ("DT_INT32", "(2)")
     assert shape(blocks["serving_default"], "outputs", "image") == ("DT_FLOAT", "(-1, 64, 64, 3)")
@@ -213,7 +216,6 @@ def test_export_writes_versions_atomically_and_refuses_to_overwrite(exported, tm
 def test_export_script_writes_the_next_version_with_its_config(exported):
     assert serving.existing_versions(str(exported["base"])) == [1]
     assert sorted(os.listdir(exported["base"])) == ["1"]
-    import json
     with open(exported["path"] / serving.CONFIG_FILE) as f:
         config = json.load(f)
     assert config["model"] == exported["model"].gqn_config.to_dict()
