@@ -66,6 +66,46 @@ def _log_skipped(message):
     logging.warning("Skipping bad input: %s", message.numpy().decode("utf-8", "replace"))
 
 
+# Above this many JPEGs per decode call the decode ops are looped over, not unrolled.
+_MAX_UNROLLED = 1024
+
+
+def _decode_jpegs(jpegs, chunk, frame_size):
+    """Decodes a 1-D string tensor of JPEGs to uint8 RGB [k, h, w, 3].
+
+    tf.map_fn costs a while-loop iteration and a TensorArray write per element, about as much
+    as a 64x64 JPEG decode itself, so the decode ops are unrolled when k is static (fixed batch
+    and context size), and otherwise looped over chunks of `chunk` (the static batch size, of
+    which k is a multiple) with the ops unrolled inside; one JPEG per iteration only when
+    neither is static. `frame_size` is the expected size, for the static shape of k = 0.
+    """
+    decode = lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3)  # noqa: E731
+    count = jpegs.shape[0]
+    if count is not None and count <= _MAX_UNROLLED:
+        if count == 0:
+            return tf.zeros([0, frame_size, frame_size, 3], tf.uint8)
+        return tf.stack([decode(jpegs[i]) for i in range(count)])
+
+    def loop():
+        if chunk is not None and chunk <= _MAX_UNROLLED:
+            chunks = tf.reshape(jpegs, [-1, chunk])  # [k / chunk, chunk]
+            images = tf.map_fn(lambda c: tf.stack([decode(c[i]) for i in range(chunk)]), chunks,
+                               fn_output_signature=tf.uint8)  # [k / chunk, chunk, h, w, 3]
+            return tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+        return tf.map_fn(decode, jpegs, fn_output_signature=tf.uint8)
+
+    # map_fn cannot stack zero elements of unknown shape (a context of M = 0 views).
+    return tf.cond(tf.size(jpegs) > 0, loop,
+                   lambda: tf.zeros([0, frame_size, frame_size, 3], tf.uint8))
+
+
+def _to_unit_float(images):
+    """uint8 -> float32 in [0, 1] in one pass: Dequantize (MIN_COMBINED, range [0, 1]) computes
+    x * (1 / 255), bit for bit what cast-then-multiply gives, without the intermediate tensor."""
+    return tf.quantization.dequantize(tf.bitcast(images, tf.quint8), 0.0, 1.0,
+                                      mode="MIN_COMBINED")
+
+
 def read_records(filenames, *, shuffle=True, seed=None, repeat=False, cycle_length=None,
                  shuffle_buffer_size=1000, skip_bad_records=False, bad_record_counter=None):
     """Reads shard files into a dataset of `{"record", "shard", "index"}` dicts.
@@ -193,6 +233,9 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
             lambda: (parsed["frames"].to_tensor(default_value="", shape=[None, num_views]),
                      parsed["cameras"].to_tensor(shape=[None, num_raw])))
         raw = tf.reshape(raw, [n, num_views, cameras_lib.RAW_CAMERA_DIM])
+        # The batch size is static with drop_remainder; keep it so that decoding is unrolled.
+        frames.set_shape([serialized.shape[0], num_views])
+        raw.set_shape([serialized.shape[0], num_views, cameras_lib.RAW_CAMERA_DIM])
         # decode_jpeg fails on garbage or cut-short data without naming the record: check first.
         jpeg_ok = (tf.equal(tf.strings.substr(frames, 0, 2), _JPEG_START)
                    & tf.equal(tf.strings.substr(frames, -2, 2), _JPEG_END))
@@ -219,40 +262,42 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
     def make_batch(batch_number, frames, raw):
         """Draws M and the views, decodes the chosen frames and transforms their cameras."""
         n = tf.shape(frames)[0]
+        static_n = frames.shape[0]  # known when batches have a fixed size (drop_remainder)
         if context_size is None:
             num_context = tf.random.stateless_uniform(
                 [], seed=tf.stack([tf.constant(seed, tf.int64), 2 * batch_number + 1]),
                 minval=0, maxval=max_context + 1, dtype=tf.int32)
         else:
-            num_context = tf.constant(context_size, tf.int32)
+            num_context = context_size  # static, so the number of JPEGs per batch is too
         # A random permutation of the S views per scene; its first M views are the context and
         # view M the query (the reader's "last drawn").
         noise = tf.random.stateless_uniform(
             [n, num_views], seed=tf.stack([tf.constant(seed, tf.int64), 2 * batch_number]))
         views = tf.argsort(noise, axis=1)[:, : num_context + 1]  # [n, M + 1]
-        jpegs = tf.reshape(tf.gather(frames, views, batch_dims=1), [-1])
-        images = tf.map_fn(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), jpegs,
-                           fn_output_signature=tf.uint8)  # [n * (M + 1), h, w, 3]
-        if frame_size is not None:
-            images = tf.image.resize(images, [frame_size, frame_size], method="bilinear") / 255.0
-        else:
-            with tf.control_dependencies([tf.debugging.assert_equal(
-                    tf.shape(images)[1:3], [info.frame_size, info.frame_size],
-                    message=f"Frames are not {info.frame_size}x{info.frame_size}, the frame "
-                            f"size of {info.name}; pass frame_size to resize them.")]):
-                images = tf.identity(images)
-        size = frame_size or info.frame_size
-        images = tf.reshape(images, [n, num_context + 1, size, size, 3])
         viewpoints = cameras_lib.transform_cameras(tf.gather(raw, views, batch_dims=1))
+        size = frame_size or info.frame_size
 
-        def to_float(x):  # slicing before the cast copies bytes rather than floats
-            return x if x.dtype == tf.float32 else tf.cast(x, tf.float32) * (1.0 / 255.0)
+        def frames_of(chosen, shape):  # [n, k] view indices -> float32 frames `shape`
+            jpegs = tf.reshape(tf.gather(frames, chosen, batch_dims=1), [-1])  # [n * k]
+            images = _decode_jpegs(jpegs, static_n, info.frame_size)  # [n * k, h, w, 3]
+            if frame_size is not None:
+                images = tf.image.resize(images, [frame_size, frame_size], method="bilinear")
+                images = images / 255.0
+            else:
+                with tf.control_dependencies([tf.debugging.assert_equal(
+                        tf.shape(images)[1:3], [info.frame_size, info.frame_size],
+                        message=f"Frames are not {info.frame_size}x{info.frame_size}, the frame "
+                                f"size of {info.name}; pass frame_size to resize them.")]):
+                    images = _to_unit_float(images)
+            return tf.reshape(images, shape)
 
+        # Context and target are decoded into their own tensors, so neither is sliced (copied)
+        # out of a joint one.
         return {
-            "context_frames": to_float(images[:, :num_context]),   # [n, M, H, W, 3]
-            "context_cameras": viewpoints[:, :num_context],        # [n, M, 7]
-            "query_camera": viewpoints[:, num_context],            # [n, 7]
-            "target": to_float(images[:, num_context]),            # [n, H, W, 3]
+            "context_frames": frames_of(views[:, :num_context], [n, num_context, size, size, 3]),
+            "context_cameras": viewpoints[:, :num_context],         # [n, M, 7]
+            "query_camera": viewpoints[:, num_context],             # [n, 7]
+            "target": frames_of(views[:, num_context], [n, size, size, 3]),
         }
 
     if skip_bad_records:
