@@ -147,20 +147,23 @@ def read_records(filenames, *, shuffle=True, seed=None, repeat=False, cycle_leng
         def check_block(state, block):
             index, offset = state  # records and bytes read before this block
             n = tf.size(block, out_type=tf.int64)
-            at_end = tf.equal(block, _END_OF_SHARD)
             lengths = tf.cast(tf.strings.length(block), tf.int64) + _RECORD_OVERHEAD
-            offsets = offset + tf.cumsum(lengths, exclusive=True)
-            bad = at_end & tf.not_equal(offsets, size)
-            tf.cond(tf.reduce_any(bad),
-                    lambda: bad_shard(index + tf.argmax(tf.cast(at_end, tf.int32)),
-                                      tf.reduce_max(tf.where(bad, offsets, 0))),
-                    lambda: tf.constant(0, tf.int64))
-            keep = tf.logical_not(at_end)
-            kept = tf.boolean_mask(block, keep)
+            indices = index + tf.range(n)
+
+            def end_of_shard():  # the marker ends the last block: check the bytes, drop it
+                num_read, read = index + n - 1, offset + tf.reduce_sum(lengths[:-1])
+                with tf.control_dependencies([tf.cond(tf.equal(read, size),
+                                                      lambda: tf.constant(0, tf.int64),
+                                                      lambda: bad_shard(num_read, read))]):
+                    return tf.identity(block[:-1]), indices[:-1]
+
+            # Other blocks pass through as they are (no copy of their records).
+            kept, kept_indices = tf.cond(tf.equal(block[-1], _END_OF_SHARD), end_of_shard,
+                                         lambda: (block, indices))
             return (index + n, offset + tf.reduce_sum(lengths)), {
                 "record": kept,
                 "shard": tf.fill(tf.shape(kept), filename),
-                "index": tf.boolean_mask(index + tf.range(n), keep),
+                "index": kept_indices,
             }
 
         payloads = tf.data.TFRecordDataset(filename).ignore_errors()
