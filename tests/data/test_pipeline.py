@@ -233,3 +233,14 @@ def test_the_bundled_sample_reads(sample_dir):
     batch = next(iter(pipeline.make_dataset(DATASET, str(sample_dir), "train", batch_size=4,
                                             context_size=3, seed=0)))
     assert batch["context_frames"].shape == (4, 3, SIZE, SIZE, 3)
+
+
+@pytest.mark.parametrize("context_size", [5, None])
+def test_fixed_and_variable_batch_sizes_decode_the_same_frames(root, context_size):
+    """Fixed-size batches decode with unrolled ops (or chunks of them), a short last batch with
+    a loop over single JPEGs; both give the same tensors."""
+    fixed = make(root, batch_size=3, context_size=context_size, drop_remainder=True)
+    variable = make(root, batch_size=3, context_size=context_size, drop_remainder=False)
+    for a, b in zip(fixed, variable, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
