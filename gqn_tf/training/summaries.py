@@ -9,12 +9,12 @@ set by σ (DESIGN.md §5). Image tags: `images/context`, `images/target`, `image
 side by side, a row per scene).
 """
 
-import math
 
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from gqn_tf.evaluation import metrics
 from gqn_tf.model import distributions
 
 SCALAR_TAGS = {
@@ -76,9 +76,10 @@ def scene_grids(batch, reconstruction, sample):
 
 
 def reconstruction_errors(target, mean):
-    """Mean squared error and PSNR (dB, images in [0, 1]) of the mean images."""
-    mse = float(np.mean((np.asarray(target, np.float64) - np.asarray(mean, np.float64)) ** 2))
-    return {"mse": mse, "psnr": 10.0 * math.log10(1.0 / max(mse, 1e-12))}
+    """Mean squared error over the batch and its PSNR (dB, images in [0, 1]) of the mean images,
+    with the evaluation's own image metrics."""
+    mse = float(np.mean(metrics.mse_per_image(target, mean)))
+    return {"mse": mse, "psnr": float(metrics.psnr(mse))}
 
 
 class SummaryWriter:
