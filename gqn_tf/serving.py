@@ -32,6 +32,7 @@ import tempfile
 
 import tensorflow as tf
 
+from gqn_tf.data import records
 from gqn_tf.data.cameras import RAW_CAMERA_DIM, transform_cameras
 
 SERVING_DEFAULT = "serving_default"
@@ -43,7 +44,6 @@ SIGNATURES = (SERVING_DEFAULT, GENERATE_SEEDED, REPRESENT, GENERATE_JPEG)
 CONFIG_FILE = os.path.join("assets.extra", "gqn_config.json")
 
 _CHANNELS = 3
-_JPEG_START = b"\xff\xd8"
 _INT32_MAX = 2**31 - 1
 
 
@@ -127,7 +127,7 @@ class GQNServingModule(tf.Module):
         headers), so a bad frame is named instead of failing inside the decoding loop."""
         size = self.image_size
         jpegs = tf.reshape(context_jpeg, [-1])
-        is_jpeg = tf.strings.substr(context_jpeg, 0, 2) == _JPEG_START  # [B, M]
+        is_jpeg = tf.strings.substr(context_jpeg, 0, 2) == records.JPEG_START  # [B, M]
         jpeg_check = _check(tf.reduce_all(is_jpeg),
                             "context_jpeg must hold JPEG-encoded frames; these [scene, view] "
                             "are not JPEGs:", tf.where(~is_jpeg))

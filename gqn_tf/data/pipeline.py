@@ -28,7 +28,7 @@ import tensorflow as tf
 from absl import logging
 
 from gqn_tf.data import cameras as cameras_lib
-from gqn_tf.data import datasets, shards
+from gqn_tf.data import datasets, records, shards
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -37,7 +37,6 @@ _RECORD_OVERHEAD = 16
 # Appended after the records of each shard to check that the whole file was read. A serialized
 # Example never starts with a zero byte (field number 0 is invalid), so no record equals it.
 _END_OF_SHARD = b"\x00gqn_tf end of shard"
-_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 # Records per block of the per-shard byte count in `read_records`.
 _CHECK_BLOCK = 16
 
@@ -240,8 +239,8 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         frames.set_shape([serialized.shape[0], num_views])
         raw.set_shape([serialized.shape[0], num_views, cameras_lib.RAW_CAMERA_DIM])
         # decode_jpeg fails on garbage or cut-short data without naming the record: check first.
-        jpeg_ok = (tf.equal(tf.strings.substr(frames, 0, 2), _JPEG_START)
-                   & tf.equal(tf.strings.substr(frames, -2, 2), _JPEG_END))
+        jpeg_ok = (tf.equal(tf.strings.substr(frames, 0, 2), records.JPEG_START)
+                   & tf.equal(tf.strings.substr(frames, -2, 2), records.JPEG_END))
         ok = shape_ok & tf.reduce_all(jpeg_ok, axis=1)
 
         def describe(i):

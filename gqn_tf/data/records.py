@@ -13,6 +13,9 @@ import tensorflow as tf
 
 from gqn_tf.data import cameras as cameras_lib
 
+# Every frame is a JPEG: it starts with the SOI marker and ends with the EOI marker.
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
 _SHARD_RE = re.compile(r"^(\d+)-of-(\d+)\.tfrecord$")
 
 
