@@ -47,3 +47,9 @@ def test_camera_transform_uses_the_reader_order():
 def test_unknown_dataset_names_the_known_ones():
     with pytest.raises(ValueError, match="Unknown dataset 'shepard_metzler'.*shepard_metzler_7_parts"):
         datasets.get_dataset_info("shepard_metzler")
+
+
+def test_serialize_scene_rejects_cameras_that_do_not_match_the_frames():
+    frames = [b"\xff\xd8jpeg\xff\xd9"] * 3
+    with pytest.raises(ValueError, match=r"cameras must have shape \[3, 5\] for 3 frames, got \[3, 7\]"):
+        records.serialize_scene(frames, np.zeros((3, 7), np.float32))
