@@ -34,11 +34,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 # A TFRecord stores a payload of n bytes in n + 16: length (8), its CRC (4), data CRC (4).
 _RECORD_OVERHEAD = 16
-# Appended after the records of each shard to check that the whole file was read. A serialized
-# Example never starts with a zero byte (field number 0 is invalid), so no record equals it.
-_END_OF_SHARD = b"\x00gqn_tf end of shard"
-# Records per block of the per-shard byte count in `read_records`.
-_CHECK_BLOCK = 16
+# Records per block read from a shard, checked and interleaved with other shards as one element.
+_BLOCK = 32
 
 
 class BadRecordCounter:
@@ -132,47 +129,47 @@ def read_records(filenames, *, shuffle=True, seed=None, repeat=False, cycle_leng
     elif repeat:
         files = files.repeat(repeat)
 
-    def shard_records(filename, size):
-        def bad_shard(num_read, offset):
-            message = tf.strings.join([
-                "shard ", filename, " is truncated or corrupted: only its first ",
-                tf.strings.as_string(num_read), " records (", tf.strings.as_string(offset),
-                " of ", tf.strings.as_string(size), " bytes) could be read"])
-            if skip_bad_records:
-                return bad_record_counter._record(message)
-            with tf.control_dependencies([tf.debugging.Assert(False, [message], summarize=1)]):
-                return tf.constant(0, tf.int64)
+    def shard_blocks(filename, size):
+        """The records of one shard in blocks of `_BLOCK`, each with its shard and indices; an
+        empty block ends the shard, where the bytes read are checked against its size."""
+        blocks = tf.data.TFRecordDataset(filename).ignore_errors().batch(_BLOCK)
+        blocks = blocks.concatenate(tf.data.Dataset.from_tensors(tf.zeros([0], tf.string)))
 
         def check_block(state, block):
             index, offset = state  # records and bytes read before this block
             n = tf.size(block, out_type=tf.int64)
-            lengths = tf.cast(tf.strings.length(block), tf.int64) + _RECORD_OVERHEAD
-            indices = index + tf.range(n)
+            read = offset + tf.reduce_sum(tf.cast(tf.strings.length(block), tf.int64)) \
+                + _RECORD_OVERHEAD * n
+            short = tf.equal(n, 0) & tf.not_equal(read, size)
 
-            def end_of_shard():  # the marker ends the last block: check the bytes, drop it
-                num_read, read = index + n - 1, offset + tf.reduce_sum(lengths[:-1])
-                with tf.control_dependencies([tf.cond(tf.equal(read, size),
-                                                      lambda: tf.constant(0, tf.int64),
-                                                      lambda: bad_shard(num_read, read))]):
-                    return tf.identity(block[:-1]), indices[:-1]
+            def message():
+                return tf.strings.join([
+                    "shard ", filename, " is truncated or corrupted: only its first ",
+                    tf.strings.as_string(index), " records (", tf.strings.as_string(read),
+                    " of ", tf.strings.as_string(size), " bytes) could be read"])
 
-            # Other blocks pass through as they are (no copy of their records).
-            kept, kept_indices = tf.cond(tf.equal(block[-1], _END_OF_SHARD), end_of_shard,
-                                         lambda: (block, indices))
-            return (index + n, offset + tf.reduce_sum(lengths)), {
-                "record": kept,
-                "shard": tf.fill(tf.shape(kept), filename),
-                "index": kept_indices,
+            if skip_bad_records:
+                checked = tf.cond(short, lambda: bad_record_counter._record(message()),
+                                  lambda: tf.constant(0, tf.int64))
+            else:
+                # A plain Assert (no cond around it): its message is a few string ops per block.
+                checked = tf.debugging.Assert(tf.logical_not(short), [message()], summarize=1)
+            with tf.control_dependencies([checked]):
+                indices = index + tf.range(n)
+            return (index + n, read), {
+                "record": block,
+                "shard": tf.fill(tf.shape(block), filename),
+                "index": indices,
             }
 
-        payloads = tf.data.TFRecordDataset(filename).ignore_errors()
-        payloads = payloads.concatenate(tf.data.Dataset.from_tensors(tf.constant(_END_OF_SHARD)))
         state = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-        return payloads.batch(_CHECK_BLOCK).scan(state, check_block).unbatch()
+        return blocks.scan(state, check_block)
 
+    # Whole blocks pass through the parallel interleave, which costs per element, and are split
+    # into records after it.
     cycle_length = cycle_length or min(len(filenames), 16)
-    stream = files.interleave(shard_records, cycle_length=cycle_length, block_length=1,
-                              num_parallel_calls=AUTOTUNE, deterministic=True)
+    stream = files.interleave(shard_blocks, cycle_length=cycle_length, block_length=1,
+                              num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
     if shuffle and shuffle_buffer_size > 1:
         stream = stream.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
     return stream
