@@ -80,12 +80,14 @@ def _decode_jpegs(jpegs, chunk, frame_size):
     if count is not None and count <= _MAX_UNROLLED:
         if count == 0:
             return tf.zeros([0, frame_size, frame_size, 3], tf.uint8)
-        return tf.stack([decode(jpegs[i]) for i in range(count)])
+        # One Unpack op, not a StridedSlice op per JPEG.
+        return tf.stack([decode(jpeg) for jpeg in tf.unstack(jpegs, num=count)])
 
     def loop():
         if chunk is not None and chunk <= _MAX_UNROLLED:
             chunks = tf.reshape(jpegs, [-1, chunk])  # [k / chunk, chunk]
-            images = tf.map_fn(lambda c: tf.stack([decode(c[i]) for i in range(chunk)]), chunks,
+            images = tf.map_fn(lambda c: tf.stack([decode(j) for j in tf.unstack(c, num=chunk)]),
+                               chunks,
                                fn_output_signature=tf.uint8)  # [k / chunk, chunk, h, w, 3]
             return tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
         return tf.map_fn(decode, jpegs, fn_output_signature=tf.uint8)
@@ -213,9 +215,11 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         bad_record_counter = BadRecordCounter()
     has_source = isinstance(records_ds.element_spec, dict)
 
-    def parse(chunk_number, chunk):
+    def parse(chunk_number, chunk, strict):
         """A chunk of n records -> frames [n, S] (JPEG strings), raw cameras [n, S, 5], and
-        ok [n]; with a message about the first bad record (built only when one is bad)."""
+        ok [n] with `describe(i)`, a message about bad record i. With `strict`, an Assert stops
+        at the first bad record instead; it needs no cond, which would make every batch run on
+        TF's slower control-flow executor."""
         serialized = chunk["record"] if has_source else chunk
         n = tf.shape(serialized)[0]
         parsed = tf.io.parse_example(serialized, {
@@ -224,13 +228,37 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         })
         shape_ok = (tf.equal(parsed["frames"].row_lengths(), num_views)
                     & tf.equal(parsed["cameras"].row_lengths(), num_raw))
-        # Reshaping the flat values is free; padding (to_tensor) is only needed for bad records.
-        frames, raw = tf.cond(
-            tf.reduce_all(shape_ok),
-            lambda: (tf.reshape(parsed["frames"].flat_values, [n, num_views]),
-                     tf.reshape(parsed["cameras"].flat_values, [n, num_raw])),
-            lambda: (parsed["frames"].to_tensor(default_value="", shape=[None, num_views]),
-                     parsed["cameras"].to_tensor(shape=[None, num_raw])))
+
+        def where(i):
+            if has_source:
+                return tf.strings.join(["record ", tf.strings.as_string(chunk["index"][i]),
+                                        " of shard ", chunk["shard"][i]])
+            position = chunk_number * batch_size + tf.cast(i, tf.int64)
+            return tf.strings.format("record {} of the record stream", [position])
+
+        not_a_scene = (f": not a scene of {info.name}, which has {num_views} frames and "
+                       f"{num_raw} camera values per record")
+
+        def first_false(flags):
+            return tf.argmin(tf.cast(flags, tf.int32), output_type=tf.int32)
+
+        if strict:
+            # Reshaping the flat values is free once every record has the right lengths. (The
+            # identities carry the control dependency: tf.reshape drops it.)
+            with tf.control_dependencies([tf.debugging.Assert(
+                    tf.reduce_all(shape_ok),
+                    [tf.strings.join([where(first_false(shape_ok)), not_a_scene])])]):
+                flat_frames = tf.identity(parsed["frames"].flat_values)
+                flat_raw = tf.identity(parsed["cameras"].flat_values)
+            frames = tf.reshape(flat_frames, [n, num_views])
+            raw = tf.reshape(flat_raw, [n, num_raw])
+        else:  # bad records are padded (to_tensor) so that they can be masked out
+            frames, raw = tf.cond(
+                tf.reduce_all(shape_ok),
+                lambda: (tf.reshape(parsed["frames"].flat_values, [n, num_views]),
+                         tf.reshape(parsed["cameras"].flat_values, [n, num_raw])),
+                lambda: (parsed["frames"].to_tensor(default_value="", shape=[None, num_views]),
+                         parsed["cameras"].to_tensor(shape=[None, num_raw])))
         raw = tf.reshape(raw, [n, num_views, cameras_lib.RAW_CAMERA_DIM])
         # The batch size is static with drop_remainder; keep it so that decoding is unrolled.
         frames.set_shape([serialized.shape[0], num_views])
@@ -240,21 +268,20 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
                    & tf.equal(tf.strings.substr(frames, -2, 2), records.JPEG_END))
         ok = shape_ok & tf.reduce_all(jpeg_ok, axis=1)
 
+        def not_a_jpeg(i):
+            return tf.strings.join([where(i), ": frame ",
+                                    tf.strings.as_string(first_false(jpeg_ok[i])),
+                                    " is not a JPEG image (no start/end marker)"])
+
+        if strict:
+            with tf.control_dependencies([tf.debugging.Assert(
+                    tf.reduce_all(ok), [not_a_jpeg(first_false(ok))], summarize=1)]):
+                frames = tf.identity(frames)
+            return frames, raw, ok, None
+
         def describe(i):
-            if has_source:
-                where = tf.strings.join(["record ", tf.strings.as_string(chunk["index"][i]),
-                                         " of shard ", chunk["shard"][i]])
-            else:
-                position = chunk_number * batch_size + tf.cast(i, tf.int64)
-                where = tf.strings.format("record {} of the record stream", [position])
-            bad_view = tf.argmin(tf.cast(jpeg_ok[i], tf.int32), output_type=tf.int32)
-            what = tf.cond(
-                shape_ok[i],
-                lambda: tf.strings.format("frame {} is not a JPEG image (no start/end marker)",
-                                          [bad_view]),
-                lambda: tf.constant(f"not a scene of {info.name}, which has {num_views} "
-                                    f"frames and {num_raw} camera values per record"))
-            return tf.strings.join([where, ": ", what])
+            return tf.cond(shape_ok[i], lambda: not_a_jpeg(i),
+                           lambda: tf.strings.join([where(i), not_a_scene]))
 
         return frames, raw, ok, describe
 
@@ -301,7 +328,7 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
 
     if skip_bad_records:
         def drop_bad(chunk_number, chunk):
-            frames, raw, ok, describe = parse(chunk_number, chunk)
+            frames, raw, ok, describe = parse(chunk_number, chunk, strict=False)
 
             def count_bad():
                 bad = tf.cast(tf.where(tf.logical_not(ok))[:, 0], tf.int32)
@@ -319,16 +346,8 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
                                       num_parallel_calls=num_parallel_calls)
 
     def check_and_make_batch(batch_number, chunk):
-        frames, raw, ok, describe = parse(batch_number, chunk)
-
-        def fail():
-            first = tf.argmin(tf.cast(ok, tf.int32), output_type=tf.int32)
-            with tf.control_dependencies(
-                    [tf.debugging.Assert(False, [describe(first)], summarize=1)]):
-                return tf.constant(0)
-
-        with tf.control_dependencies([tf.cond(tf.reduce_all(ok), lambda: tf.constant(0), fail)]):
-            return make_batch(batch_number, frames, raw)
+        frames, raw, _, _ = parse(batch_number, chunk, strict=True)
+        return make_batch(batch_number, frames, raw)
 
     scenes = records_ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
     return scenes.map(check_and_make_batch, num_parallel_calls=num_parallel_calls)
