@@ -19,7 +19,7 @@ a record that is not a scene of the dataset or holds a frame that is not a JPEG 
 start/end markers, for all S frames, before any decoding) stop iteration with an
 InvalidArgumentError naming the shard file and record index; with `skip_bad_records=True` they
 are skipped, logged and counted in a `BadRecordCounter`. The checks are vectorized per batch
-(per block of 16 records for the byte count) and cost little on the happy path.
+(per block of 32 records for the byte count) and cost little on the happy path.
 """
 
 import random
@@ -108,8 +108,9 @@ def read_records(filenames, *, shuffle=True, seed=None, repeat=False, cycle_leng
                  shuffle_buffer_size=1000, skip_bad_records=False, bad_record_counter=None):
     """Reads shard files into a dataset of `{"record", "shard", "index"}` dicts.
 
-    Shards are interleaved (deterministically, `cycle_length` at a time) after shuffling their
-    order, and records pass through a shuffle buffer, both seeded by `seed`. `repeat` is False
+    Shards are interleaved (deterministically, `cycle_length` at a time, in blocks of 32
+    consecutive records, as DeepMind's reader read 16 at a time) after shuffling their order,
+    and records pass through a shuffle buffer, both seeded by `seed`. `repeat` is False
     (one pass), True (forever) or a number of passes.
 
     TFRecordDataset stops a damaged file with a DataLossError that does not name it, so here
