@@ -186,6 +186,42 @@ def test_a_truncated_shard_is_named(tmp_path):
         list(make(str(tmp_path), batch_size=1))
 
 
+def write_long_shard(root, count, bad_record=None):
+    """One shard `1-of-1` of `count` identical scenes, longer than a read block (32 records);
+    record `bad_record` has a non-JPEG frame 3. Returns its path and the size of one record."""
+    directory = records.split_dir(str(root), DATASET, "train")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, records.shard_name(1, 1))
+    frame, cams = jpeg((100, 150, 200)), [raw_camera(0, 0, view) for view in range(S)]
+    with tf.io.TFRecordWriter(path) as writer:
+        for i in range(count):
+            frames = [frame] * S
+            if i == bad_record:
+                frames[3] = b"these bytes are not a JPEG image"
+            writer.write(records.serialize_scene(frames, cams))
+    return path, os.path.getsize(path) // count
+
+
+def test_a_corrupted_record_in_the_middle_of_a_shard_is_named(tmp_path):
+    path, record_size = write_long_shard(tmp_path, 75)
+    with open(path, "rb+") as f:  # a byte inside record 40's payload: its CRC no longer matches
+        f.seek(40 * record_size + 12 + 100)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"shard .*1-of-1\.tfrecord is truncated or corrupted: only its "
+                             r"first 40 records"):
+        list(make(str(tmp_path), batch_size=5))
+
+
+def test_records_are_counted_across_read_blocks(tmp_path):
+    write_long_shard(tmp_path, 75, bad_record=70)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"record 70 of shard .*1-of-1\.tfrecord: frame 3 is not a JPEG"):
+        list(make(str(tmp_path), batch_size=5))
+
+
 def test_a_frame_that_is_not_a_jpeg_is_named_with_its_record(tmp_path):
     write_split(tmp_path, [3, 2], broken=[(0, 2, 4)])
     with pytest.raises(tf.errors.InvalidArgumentError,
