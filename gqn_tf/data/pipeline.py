@@ -243,21 +243,21 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         def first_false(flags):
             return tf.argmin(tf.cast(flags, tf.int32), output_type=tf.int32)
 
+        def from_flat(flat_frames, flat_raw):
+            """Reshaping the flat values is free once every record has the right lengths."""
+            return (tf.reshape(flat_frames, [n, num_views]), tf.reshape(flat_raw, [n, num_raw]))
+
         if strict:
-            # Reshaping the flat values is free once every record has the right lengths. (The
-            # identities carry the control dependency: tf.reshape drops it.)
+            # The identities carry the control dependency: tf.reshape drops it.
             with tf.control_dependencies([tf.debugging.Assert(
                     tf.reduce_all(shape_ok),
                     [tf.strings.join([where(first_false(shape_ok)), not_a_scene])])]):
-                flat_frames = tf.identity(parsed["frames"].flat_values)
-                flat_raw = tf.identity(parsed["cameras"].flat_values)
-            frames = tf.reshape(flat_frames, [n, num_views])
-            raw = tf.reshape(flat_raw, [n, num_raw])
+                frames, raw = from_flat(tf.identity(parsed["frames"].flat_values),
+                                        tf.identity(parsed["cameras"].flat_values))
         else:  # bad records are padded (to_tensor) so that they can be masked out
             frames, raw = tf.cond(
                 tf.reduce_all(shape_ok),
-                lambda: (tf.reshape(parsed["frames"].flat_values, [n, num_views]),
-                         tf.reshape(parsed["cameras"].flat_values, [n, num_raw])),
+                lambda: from_flat(parsed["frames"].flat_values, parsed["cameras"].flat_values),
                 lambda: (parsed["frames"].to_tensor(default_value="", shape=[None, num_views]),
                          parsed["cameras"].to_tensor(shape=[None, num_raw])))
         raw = tf.reshape(raw, [n, num_views, cameras_lib.RAW_CAMERA_DIM])
