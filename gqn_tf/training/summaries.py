@@ -9,7 +9,6 @@ set by σ (DESIGN.md §5). Image tags: `images/context`, `images/target`, `image
 side by side, a row per scene).
 """
 
-
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
