@@ -159,21 +159,22 @@ def main(argv):
     best = max(baselines, key=rate.get)
     best_cpu = min(baselines, key=cpu.get)
     scenes, decode = rate["pipeline"], rate[best]
+    ratio, float_ratio = scenes / decode, scenes / rate[_DECODE_FLOAT]
     cpu_ratio = cpu[best_cpu] / cpu["pipeline"]
-    print(f"ratio:       {scenes / decode:.2f} against {best}; CPU-time ratio {cpu_ratio:.2f} "
+    print(f"ratio:       {ratio:.2f} against {best}; CPU-time ratio {cpu_ratio:.2f} "
           f"(M={context}, B={batch_size}, {os.cpu_count()} CPUs, 1-min load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after)")
-    print(f"for comparison: {scenes / rate[_DECODE_FLOAT]:.2f} against {_DECODE_FLOAT}")
+    print(f"for comparison: {float_ratio:.2f} against {_DECODE_FLOAT}")
     print(json.dumps({"scenes_per_s": round(scenes, 1),
                       "decode_only_scenes_per_s": round(decode, 1),
-                      "ratio": round(scenes / decode, 3),
+                      "ratio": round(ratio, 3),
                       "decode_only_loop": best,
                       "cpu_us_per_scene": round(cpu["pipeline"], 1),
                       "decode_only_cpu_us_per_scene": round(cpu[best_cpu], 1),
                       "cpu_ratio": round(cpu_ratio, 3),
                       "frames_per_s": round(scenes * frames, 1),
                       "decode_float_scenes_per_s": round(rate[_DECODE_FLOAT], 1),
-                      "ratio_to_decode_float": round(scenes / rate[_DECODE_FLOAT], 3),
+                      "ratio_to_decode_float": round(float_ratio, 3),
                       "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
                       "context_size": context, "batch_size": batch_size}))
 
