@@ -14,11 +14,11 @@ import os
 import pathlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # run from a checkout
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
+from gqn_tf import cli  # noqa: E402
 from gqn_tf.data import datasets  # noqa: E402
 
 # --- Data ---------------------------------------------------------------------------------
@@ -35,6 +35,16 @@ _NUM_SCENES = flags.DEFINE_integer(
     "Scenes to evaluate: the first ones of the split in file order. Default: all scenes of "
     "the split, at most 1000. Asking for more than the split holds is an error that says how "
     "many it has.", lower_bound=1)
+
+_FRAME_SIZE = flags.DEFINE_integer(
+    "frame_size", None,
+    "Resize the frames to NxN (bilinear). Default: the model's image size, which train.py "
+    "recorded (frames of another size are then resized with a warning). Must equal the "
+    "model's image size.", lower_bound=1)
+_SKIP_BAD_RECORDS = flags.DEFINE_boolean(
+    "skip_bad_records", False,
+    "Skip damaged records, logging each once and counting them in metrics.json, instead of "
+    "stopping at the first (every frame is then test-decoded).")
 
 # --- Model --------------------------------------------------------------------------------
 _MODEL_DIR = flags.DEFINE_string(
@@ -77,7 +87,7 @@ def _grid_context_sizes(values):
     try:
         return [int(value) for value in values]
     except ValueError:
-        raise app.UsageError(
+        raise cli.UserError(
             f"--grid_context {','.join(values)}: expected integers, e.g. 0,1,3.") from None
 
 
@@ -96,12 +106,15 @@ def _print_table(result):
     print(f"σ = {result['sigma']:g} ({result['sigma_source']}); NLL floor {floor['nats']:.1f} "
           f"nats = {floor['bits_per_dim']:.4f} bits/dim; {result['num_scenes']} scenes, "
           f"checkpoint {result['model']['source']} (step {result['model']['step']}).")
+    if result["bad_records_skipped"]:
+        print(f"{result['bad_records_skipped']} bad records skipped (--skip_bad_records).")
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
     # Imported here so that --help and flag errors do not wait for TensorFlow.
+    cli.import_tensorflow()
     from gqn_tf.data import shards
     from gqn_tf.evaluation import loop
 
@@ -112,14 +125,15 @@ def main(argv):
         num_scenes=_NUM_SCENES.value, max_context=_MAX_CONTEXT.value, samples=_SAMPLES.value,
         sigma=_SIGMA.value, seed=_SEED.value, batch_size=_BATCH_SIZE.value,
         grid_scenes=_GRID_SCENES.value, grid_context_sizes=_grid_context_sizes(_GRID_CONTEXT.value),
-        progress=_PROGRESS.value)
+        progress=_PROGRESS.value, frame_size=_FRAME_SIZE.value,
+        skip_bad_records=_SKIP_BAD_RECORDS.value)
     try:
         result = loop.evaluate(config)
-    except (loop.NotEnoughScenesError, shards.DataNotFoundError, FileNotFoundError) as error:
-        logging.error("%s", error)
-        sys.exit(f"evaluate.py: {error}")
+    except (loop.NotEnoughScenesError, shards.DataNotFoundError, shards.ShardNamingError,
+            FileNotFoundError) as error:
+        raise cli.DataError(str(error)) from None
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        raise cli.UserError(str(error)) from None
     _print_table(result)
     print(f"Wrote {os.path.join(config.output_dir, loop.METRICS_FILE)}, "
           f"{loop.CURVES_FILE} and {len(result['files']['grids'])} grid(s) in "
@@ -127,4 +141,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

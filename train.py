@@ -13,11 +13,11 @@ import pathlib
 import signal
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # run from a checkout
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
+from gqn_tf import cli  # noqa: E402
 from gqn_tf.data import datasets  # noqa: E402
 
 # --- Data ---------------------------------------------------------------------------------
@@ -36,6 +36,16 @@ _MAX_CONTEXT_SIZE = flags.DEFINE_integer(
     "max_context_size", None,
     "Largest random context size when --context_size is not set (default: S - 1).",
     lower_bound=0)
+_FRAME_SIZE = flags.DEFINE_integer(
+    "frame_size", None,
+    "Resize the frames to NxN (bilinear) in the input pipeline and build the model for N. "
+    "Default: the dataset's own frame size (64; 84 for mazes, 128 for "
+    "rooms_free_camera_with_object_rotations). Must be a multiple of 8.", lower_bound=8)
+_SKIP_BAD_RECORDS = flags.DEFINE_boolean(
+    "skip_bad_records", False,
+    "Skip damaged records (truncated shards, frames that are not JPEGs or do not decode), "
+    "logging each once and counting them in the progress line and TensorBoard, instead of "
+    "stopping at the first. Every frame is then test-decoded, so the input is slower.")
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 36, "Global batch (scenes per update, Table S1: 36), split evenly over the "
     "GPUs; lower it if memory runs out.", lower_bound=1)
@@ -103,7 +113,7 @@ def _model_overrides(assignments):
     for assignment in assignments:
         name, sep, text = assignment.partition("=")
         if not sep or name not in types:
-            raise app.UsageError(
+            raise cli.UserError(
                 f"--model {assignment!r}: expected NAME=VALUE with NAME one of "
                 f"{', '.join(sorted(types))}.")
         kind = types[name]
@@ -115,7 +125,7 @@ def _model_overrides(assignments):
             else:
                 value = kind(text)
         except ValueError:
-            raise app.UsageError(
+            raise cli.UserError(
                 f"--model {assignment!r}: {text!r} is not a valid {kind.__name__}.") from None
         overrides[name] = value
     return overrides
@@ -123,14 +133,19 @@ def _model_overrides(assignments):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
     # Imported here so that --help and flag errors do not wait for TensorFlow.
+    cli.import_tensorflow()
     from gqn_tf.data import shards
     from gqn_tf.model import get_preset
     from gqn_tf.training import loop, schedules
 
     try:
-        model_config = get_preset(_PRESET.value, **_model_overrides(_MODEL.value))
+        overrides = _model_overrides(_MODEL.value)
+        frame_size = _FRAME_SIZE.value
+        if "image_size" not in overrides:  # the model follows the frames
+            overrides["image_size"] = frame_size or datasets.DATASETS[_DATASET.value].frame_size
+        model_config = get_preset(_PRESET.value, **overrides)
         schedule = schedules.ScheduleConfig(
             lr_initial=_LR_INITIAL.value, lr_final=_LR_FINAL.value, lr_steps=_LR_STEPS.value,
             sigma_initial=_SIGMA_INITIAL.value, sigma_final=_SIGMA_FINAL.value,
@@ -144,17 +159,17 @@ def main(argv):
             log_every=_LOG_EVERY.value, image_every=_IMAGE_EVERY.value,
             checkpoint_every=_CHECKPOINT_EVERY.value, keep_checkpoints=_KEEP_CHECKPOINTS.value,
             num_images=_NUM_IMAGES.value, jit_compile=_JIT_COMPILE.value,
-            mixed_precision=_MIXED_PRECISION.value)
+            mixed_precision=_MIXED_PRECISION.value, frame_size=frame_size,
+            skip_bad_records=_SKIP_BAD_RECORDS.value)
         loop.check_config(config)
         result = loop.train(model_config, config, schedule)
+    except (shards.DataNotFoundError, shards.ShardNamingError, loop.NonFiniteLossError) as error:
+        raise cli.DataError(str(error)) from None
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
-    except (shards.DataNotFoundError, loop.NonFiniteLossError) as error:
-        logging.error("%s", error)
-        sys.exit(f"train.py: {error}")
+        raise cli.UserError(str(error)) from None
     if result.stopped_by:
         sys.exit(128 + signal.Signals[result.stopped_by].value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

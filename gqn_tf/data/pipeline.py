@@ -36,6 +36,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 _RECORD_OVERHEAD = 16
 # Records per block read from a shard, checked and interleaved with other shards as one element.
 _BLOCK = 32
+_COUNTING = records.COUNTING_NOTE
 
 
 class BadRecordCounter:
@@ -51,6 +52,11 @@ class BadRecordCounter:
     @property
     def count(self):
         return int(self._count.numpy())
+
+    @property
+    def variable(self):
+        """The count as a tf.Variable, to keep it in a checkpoint."""
+        return self._count
 
     def _record(self, message):
         """Counts and logs one bad record; runs only on the (rare) bad branch of a tf.cond."""
@@ -95,6 +101,22 @@ def _decode_jpegs(jpegs, chunk, frame_size):
     # map_fn cannot stack zero elements of unknown shape (a context of M = 0 views).
     return tf.cond(tf.size(jpegs) > 0, loop,
                    lambda: tf.zeros([0, frame_size, frame_size, 3], tf.uint8))
+
+
+def _frames_decode(frames):
+    """[n, S] JPEG strings -> [n, S] bool, True where the frame decodes.
+
+    decode_jpeg cannot fail quietly inside a graph, but a tf.data map that fails drops only its
+    element: decoding in a nested dataset with `ignore_errors` leaves the indices that worked.
+    """
+    flat = tf.reshape(frames, [-1])
+    decoded = tf.data.Dataset.from_tensor_slices(flat).enumerate().map(
+        lambda i, jpeg: (i, tf.shape(tf.io.decode_jpeg(jpeg, channels=3))[0])
+    ).ignore_errors()
+    mask = decoded.reduce(tf.zeros(tf.shape(flat), tf.bool),
+                          lambda mask, item: tf.tensor_scatter_nd_update(
+                              mask, [[item[0]]], [True]))
+    return tf.reshape(mask, tf.shape(frames))
 
 
 def _to_unit_float(images):
@@ -238,7 +260,7 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
             return tf.strings.format("record {} of the record stream", [position])
 
         not_a_scene = (f": not a scene of {info.name}, which has {num_views} frames and "
-                       f"{num_raw} camera values per record")
+                       f"{num_raw} camera values per record{_COUNTING}")
 
         def first_false(flags):
             return tf.argmin(tf.cast(flags, tf.int32), output_type=tf.int32)
@@ -272,7 +294,7 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         def not_a_jpeg(i):
             return tf.strings.join([where(i), ": frame ",
                                     tf.strings.as_string(first_false(jpeg_ok[i])),
-                                    " is not a JPEG image (no start/end marker)"])
+                                    " is not a JPEG image (no start/end marker)", _COUNTING])
 
         if strict:
             with tf.control_dependencies([tf.debugging.Assert(
@@ -280,9 +302,22 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
                 frames = tf.identity(frames)
             return frames, raw, ok, None
 
+        # Skipping bad records: a JPEG with intact markers and a damaged body fails only when
+        # decoded, so every frame is test-decoded here (the price of skipping).
+        decode_ok = _frames_decode(frames) | tf.logical_not(jpeg_ok)
+        ok = ok & tf.reduce_all(decode_ok, axis=1)
+
+        def does_not_decode(i):
+            return tf.strings.join([where(i), ": frame ",
+                                    tf.strings.as_string(first_false(decode_ok[i])),
+                                    " does not decode as a JPEG", _COUNTING])
+
         def describe(i):
-            return tf.cond(shape_ok[i], lambda: not_a_jpeg(i),
-                           lambda: tf.strings.join([where(i), not_a_scene]))
+            return tf.cond(
+                shape_ok[i],
+                lambda: tf.cond(tf.reduce_all(jpeg_ok[i]), lambda: does_not_decode(i),
+                                lambda: not_a_jpeg(i)),
+                lambda: tf.strings.join([where(i), not_a_scene]))
 
         return frames, raw, ok, describe
 
@@ -357,7 +392,7 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
 def make_dataset(name, root, split="train", batch_size=36, context_size=None, seed=None,
                  frame_size=None, shuffle=True, repeat=True, skip_bad_records=False,
                  bad_record_counter=None, max_context_size=None, drop_remainder=True,
-                 shuffle_buffer_size=1000, cycle_length=None):
+                 shuffle_buffer_size=1000, cycle_length=None, filenames=None):
     """The training/evaluation input of dataset `name` from `<root>/<name>/<split>/` shards.
 
     Yields the dicts of `scenes_from_records` (DESIGN.md §4), prefetched. `seed` makes the
@@ -365,6 +400,7 @@ def make_dataset(name, root, split="train", batch_size=36, context_size=None, se
     True (forever), False (one pass) or a number of passes. Bad records raise an error naming
     the shard file and record index unless `skip_bad_records`, which skips them and counts them
     in `bad_record_counter` (a `BadRecordCounter`, created and only logged if not given).
+    `filenames`: the split's shard files when the caller has listed them already.
     """
     info = datasets.get_dataset_info(name)
     check_context_size(info, context_size, max_context_size)
@@ -373,7 +409,7 @@ def make_dataset(name, root, split="train", batch_size=36, context_size=None, se
     if skip_bad_records and bad_record_counter is None:
         bad_record_counter = BadRecordCounter()
     records_ds = read_records(
-        shards.list_shards(root, name, split), shuffle=shuffle, seed=seed, repeat=repeat,
+        filenames or shards.list_shards(root, name, split), shuffle=shuffle, seed=seed, repeat=repeat,
         cycle_length=cycle_length, shuffle_buffer_size=shuffle_buffer_size,
         skip_bad_records=skip_bad_records, bad_record_counter=bad_record_counter)
     dataset = scenes_from_records(
@@ -381,4 +417,11 @@ def make_dataset(name, root, split="train", batch_size=36, context_size=None, se
         max_context_size=max_context_size, seed=seed, frame_size=frame_size,
         drop_remainder=drop_remainder, skip_bad_records=skip_bad_records,
         bad_record_counter=bad_record_counter)
+    if skip_bad_records:
+        # The counter's variable and log call are state outside the iterator; a checkpoint of
+        # the iterator leaves them out (the training loop checkpoints the count itself).
+        options = tf.data.Options()
+        options.experimental_external_state_policy = (
+            tf.data.experimental.ExternalStatePolicy.IGNORE)
+        dataset = dataset.with_options(options)
     return dataset.prefetch(AUTOTUNE)

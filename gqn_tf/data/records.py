@@ -16,6 +16,9 @@ from gqn_tf.data import cameras as cameras_lib
 # Every frame is a JPEG: it starts with the SOI marker and ends with the EOI marker.
 JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
 
+# Said after every record or frame number in a message about bad data.
+COUNTING_NOTE = " (records and frames count from 0)"
+
 _SHARD_RE = re.compile(r"^(\d+)-of-(\d+)\.tfrecord$")
 
 

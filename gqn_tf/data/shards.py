@@ -49,8 +49,15 @@ def list_shards(root, dataset, split):
             index, total = parsed
             shards.setdefault(total, {})[index] = name
     if not shards:
-        what = (f"{len(names)} other files" if names else "no files") if tf.io.gfile.isdir(
-            directory) else "the directory does not exist"
+        file_in_the_way = next((path for path in (os.path.expanduser(str(root)), directory)
+                                if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)),
+                               None)
+        if file_in_the_way is not None:
+            what = f"{file_in_the_way} is a file, not a directory"
+        elif tf.io.gfile.isdir(directory):
+            what = f"{len(names)} other files" if names else "no files"
+        else:
+            what = "the directory does not exist"
         raise DataNotFoundError(
             f"No {dataset} {split} shards in {directory} ({what}); expected files named like "
             f"{example} ... {records.shard_name(expected, expected)}. "

@@ -24,7 +24,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from gqn_tf.data import datasets, pipeline, shards
+from gqn_tf.data import check, datasets, pipeline, shards
 from gqn_tf.evaluation import figures, metrics
 from gqn_tf.model import distributions
 from gqn_tf.training import checkpoints, schedules
@@ -53,6 +53,9 @@ class EvalConfig:
       (`sigma_final` in run_config.json, else Table S1's 0.7).
     grid_scenes: scenes (rows) per grid. grid_context_sizes: the M of each grid (None: 1 and
       max_context).
+    frame_size: resize the frames to this side; None: to the model's image size (which the run
+      recorded), so frames of another size are resized with a warning.
+    skip_bad_records: skip (log and count) damaged records instead of stopping at the first.
     """
 
     dataset: str
@@ -69,14 +72,20 @@ class EvalConfig:
     grid_scenes: int = 4
     grid_context_sizes: Optional[Sequence[int]] = None
     progress: bool = True
+    frame_size: Optional[int] = None
+    skip_bad_records: bool = False
 
 
-def count_scenes(filenames, limit=None):
+def count_scenes(filenames, limit=None, skip_bad_records=False):
     """Counts the scene records in the shard files, stopping at `limit` if given.
 
-    Reads through the pipeline's reader, so a truncated shard is named rather than miscounted.
+    Reads through the pipeline's reader, so a truncated shard is named rather than miscounted;
+    with `skip_bad_records` the readable records are counted (the evaluation names the rest).
     """
-    records = pipeline.read_records(filenames, shuffle=False)
+    if skip_bad_records:
+        records = tf.data.TFRecordDataset([str(name) for name in filenames]).ignore_errors()
+    else:
+        records = pipeline.read_records(filenames, shuffle=False)
     if limit is not None:
         records = records.take(limit)
     return int(records.reduce(np.int64(0), lambda count, _: count + 1).numpy())
@@ -127,12 +136,39 @@ def _check(config, info):
     return max_context, sorted(set(grid_sizes))
 
 
-def _scenes(config, info, filenames, num_scenes, max_context, frame_size):
+def _scenes(config, info, filenames, num_scenes, max_context, frame_size, bad_records):
     """Batches of the first `num_scenes` scenes with `max_context` context views each."""
-    records = pipeline.read_records(filenames, shuffle=False).take(num_scenes)
+    records = pipeline.read_records(filenames, shuffle=False,
+                                    skip_bad_records=config.skip_bad_records,
+                                    bad_record_counter=bad_records).take(num_scenes)
     return pipeline.scenes_from_records(
         records, info, batch_size=config.batch_size, context_size=max_context,
-        seed=config.seed, frame_size=frame_size, drop_remainder=False)
+        seed=config.seed, frame_size=frame_size, drop_remainder=False,
+        skip_bad_records=config.skip_bad_records, bad_record_counter=bad_records)
+
+
+def _frame_size(config, info, model, run_config):
+    """The size frames are resized to (None: they stay as they are), warning where the data
+    differ from what the run trained on."""
+    image_size = model.gqn_config.image_size
+    if config.frame_size is not None and config.frame_size != image_size:
+        raise ValueError(
+            f"frame_size {config.frame_size} differs from the model's image size {image_size}: "
+            f"the model renders {image_size}x{image_size} images, so pass --frame_size "
+            f"{image_size} or leave it unset.")
+    trained_on = (run_config or {}).get("dataset")
+    if trained_on and trained_on != config.dataset:
+        logging.warning("The model was trained on %s and is evaluated on %s.", trained_on,
+                        config.dataset)
+    if image_size != info.frame_size:
+        if config.frame_size is None and not ((run_config or {}).get("train") or {}).get(
+                "frame_size"):
+            logging.warning("The %s frames are %dx%d and the model takes %dx%d: resizing them "
+                            "(bilinear); pass --frame_size %d to say so.", config.dataset,
+                            info.frame_size, info.frame_size, image_size, image_size,
+                            image_size)
+        return image_size
+    return None
 
 
 class _Grids:
@@ -175,6 +211,20 @@ class _Grids:
         return grids
 
 
+def _named_errors(dataset, filenames, info):
+    """Iterates `dataset`, turning a TensorFlow data error into a BadDataError naming the
+    record."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+            raise check.describe_input_error(error, filenames, info.sequence_size) from None
+        yield batch
+
+
 def evaluate(config):
     """Runs the evaluation of `config` (an EvalConfig); returns the dict written to
     metrics.json. Raises NotEnoughScenesError (a ValueError) when `num_scenes` exceeds the
@@ -183,13 +233,16 @@ def evaluate(config):
     max_context, grid_sizes = _check(config, info)
     filenames = shards.list_shards(config.data_dir, config.dataset, config.split)
     directory = os.path.dirname(str(filenames[0]))
+    try:
+        num_scenes = count_scenes(filenames, config.num_scenes or DEFAULT_MAX_SCENES,
+                                  config.skip_bad_records)
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+        raise check.describe_input_error(error, filenames, info.sequence_size) from None
     if config.num_scenes is None:
-        num_scenes = count_scenes(filenames, DEFAULT_MAX_SCENES)
         if num_scenes == DEFAULT_MAX_SCENES:
             logging.info("Evaluating the first %d scenes of %s (the default cap); set "
                          "num_scenes for more.", num_scenes, directory)
     else:
-        num_scenes = count_scenes(filenames, config.num_scenes)
         if num_scenes < config.num_scenes:
             raise NotEnoughScenesError(
                 f"num_scenes {config.num_scenes} is more than the {config.split} split of "
@@ -203,7 +256,7 @@ def evaluate(config):
     run_config = _run_config(config.model_path)
     sigma, sigma_source = resolve_sigma(config.sigma, run_config)
     image_size = model.gqn_config.image_size
-    frame_size = None if image_size == info.frame_size else image_size
+    frame_size = _frame_size(config, info, model, run_config)
     num_dims = image_size * image_size * 3
     logging.info("Evaluating %s (step %s) on %d %s scenes of %s, M = 0..%d, σ = %g (%s).",
                  source["source"], source["step"], num_scenes, config.split, config.dataset,
@@ -212,10 +265,11 @@ def evaluate(config):
     evaluator = metrics.Evaluator(model, sigma)
     curve = metrics.ContextCurve(num_dims)
     grids = _Grids(model, grid_sizes, config.grid_scenes, config.samples)
-    dataset = _scenes(config, info, filenames, num_scenes, max_context, frame_size)
+    bad_records = pipeline.BadRecordCounter() if config.skip_bad_records else None
+    dataset = _scenes(config, info, filenames, num_scenes, max_context, frame_size, bad_records)
     with tqdm(total=num_scenes, unit="scene", desc="evaluate", disable=not config.progress,
               dynamic_ncols=True) as bar:
-        for batch_number, batch in enumerate(dataset):
+        for batch_number, batch in enumerate(_named_errors(dataset, filenames, info)):
             batch = {name: value.numpy() for name, value in batch.items()}
             seed = tf.constant([config.seed, batch_number], tf.int32)
             for m in range(max_context + 1):
@@ -260,6 +314,7 @@ def evaluate(config):
         "image_size": image_size,
         "num_dims": num_dims,
         "nll_floor": {"nats": floor, "bits_per_dim": floor_bits},
+        "bad_records_skipped": bad_records.count if bad_records is not None else 0,
         "overall": curve.overall(),
         "per_context": rows,
         "files": files,

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gqn_tf.data import datasets, pipeline
+from gqn_tf.data import check, datasets, pipeline, shards
 from gqn_tf.model import GQN, GQNConfig
 from gqn_tf.training import checkpoints, schedules, summaries
 from gqn_tf.training.step import TrainStep
@@ -47,6 +47,10 @@ class TrainConfig:
     batch_size: the global batch B, split evenly across replicas.
     log_every / image_every / checkpoint_every: intervals in steps (0 disables images).
     mixed_precision: "float32", "mixed_bfloat16" or "mixed_float16" (with loss scaling).
+    frame_size: resize the frames to this side (bilinear) in the pipeline; None keeps the
+      dataset's own size. The model's `image_size` must equal the size the frames arrive at.
+    skip_bad_records: skip (log once and count) damaged records instead of stopping on the
+      first; every frame is then test-decoded, which slows the input pipeline.
     """
 
     dataset: str = "shepard_metzler_7_parts"
@@ -65,6 +69,8 @@ class TrainConfig:
     jit_compile: bool = False
     mixed_precision: str = "float32"
     shuffle_buffer_size: int = 1000
+    frame_size: Optional[int] = None
+    skip_bad_records: bool = False
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -104,10 +110,26 @@ def check_config(config, num_replicas=1):
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
     if config.image_every < 0:
         raise ValueError(f"image_every must be >= 0 (0: no images), got {config.image_every}.")
+    if config.frame_size is not None and (config.frame_size < 1):
+        raise ValueError(f"frame_size must be at least 1, got {config.frame_size}.")
     if config.batch_size % num_replicas:
         raise ValueError(
             f"batch_size {config.batch_size} does not split evenly over {num_replicas} "
             f"replicas: use a multiple of {num_replicas}.")
+
+
+def check_image_size(model_config, config):
+    """Raises a ValueError when the model is built for another image size than the frames
+    arrive at (the dataset's frame size, or `config.frame_size` when it resizes them)."""
+    info = datasets.get_dataset_info(config.dataset)
+    size = config.frame_size or info.frame_size
+    if model_config.image_size != size:
+        where = (f"--frame_size resizes the frames to {size}x{size}" if config.frame_size
+                 else f"the frames of {config.dataset} are {size}x{size}")
+        raise ValueError(
+            f"The model is built for {model_config.image_size}x{model_config.image_size} "
+            f"images but {where}: pass --frame_size {model_config.image_size} to resize the "
+            f"frames to the model, or leave image_size unset so the model follows the frames.")
 
 
 def hparams(model_config, config, schedule):
@@ -183,6 +205,8 @@ class _Progress:
                 f"KL {values['kl']:.1f}  NLL {values['nll']:.1f}  "
                 f"{values['bits_per_dim']:.3f} bits/dim  σ {values['sigma']:.4f}  "
                 f"μ {values['learning_rate']:.2e}  {rate:.2f} steps/s  ETA {_duration(eta)}")
+        if "bad_records" in values:
+            line += f"  {int(values['bad_records'])} bad records skipped"
         if self.tty:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
@@ -208,7 +232,10 @@ def _duration(seconds):
 
 
 def _check_same_model(model_dir, model_config):
-    if not os.path.exists(os.path.join(model_dir, checkpoints.RUN_CONFIG)):
+    """Refuses to resume a saved run with another model config. A run_config.json without a
+    checkpoint (a start that failed before its first save) holds nothing and is replaced."""
+    if (not os.path.exists(os.path.join(model_dir, checkpoints.RUN_CONFIG))
+            or checkpoints.latest_checkpoint(model_dir) is None):
         return
     previous = checkpoints.read_run_config(model_dir).get("model")
     if previous is not None and GQNConfig(**previous) != model_config:
@@ -222,14 +249,18 @@ def _check_same_model(model_dir, model_config):
 
 # The TrainConfig fields that define the input stream saved with each checkpoint.
 _INPUT_FIELDS = ("dataset", "data_dir", "batch_size", "context_size", "max_context_size",
-                 "seed", "shuffle_buffer_size")
+                 "seed", "shuffle_buffer_size", "frame_size", "skip_bad_records")
+# Recorded only when set, so that runs from before these options resume with their stream.
+_OPTIONAL_INPUT_FIELDS = {"frame_size": None, "skip_bad_records": False}
 
 
 _INPUT_KEY = "input_settings/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def _input_settings(config):
-    return json.dumps({name: getattr(config, name) for name in _INPUT_FIELDS}, sort_keys=True)
+    settings = {name: getattr(config, name) for name in _INPUT_FIELDS
+                if getattr(config, name) != _OPTIONAL_INPUT_FIELDS.get(name, ())}
+    return json.dumps(settings, sort_keys=True)
 
 
 def _saved_input(prefix):
@@ -246,6 +277,19 @@ def _weights_finite(model):
                for v in model.trainable_variables)
 
 
+@contextlib.contextmanager
+def _saving_on_error(save):
+    """Calls `save(error)` when the block raises (not for NonFiniteLossError, whose state is
+    not to be kept, nor for a second Ctrl-C, which quits at once), then re-raises."""
+    try:
+        yield
+    except NonFiniteLossError:
+        raise
+    except Exception as error:
+        save(error)
+        raise
+
+
 def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=None,
           progress_stream=None):
     """Trains (or resumes training) a GQN; returns a `TrainResult`.
@@ -257,6 +301,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     """
     strategy = strategy or default_strategy()
     check_config(config, strategy.num_replicas_in_sync)
+    check_image_size(model_config, config)
     _check_same_model(config.model_dir, model_config)
     resume_from = checkpoints.latest_checkpoint(config.model_dir)
     settings = _input_settings(config)
@@ -265,10 +310,15 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     # Before the dataset too: tf.data's seeded shuffles also read the global seed.
     keras.utils.set_random_seed(config.seed)
     data_seed = config.seed if same_input else config.seed + 1_000_003 * resume_step
+    info = datasets.get_dataset_info(config.dataset)
+    filenames = shards.list_shards(config.data_dir, config.dataset, "train")
+    bad_records = pipeline.BadRecordCounter() if config.skip_bad_records else None
     dataset = pipeline.make_dataset(
         config.dataset, config.data_dir, "train", batch_size=config.batch_size,
         context_size=config.context_size, max_context_size=config.max_context_size,
-        seed=data_seed, shuffle_buffer_size=config.shuffle_buffer_size)
+        seed=data_seed, shuffle_buffer_size=config.shuffle_buffer_size,
+        frame_size=config.frame_size, filenames=filenames,
+        skip_bad_records=config.skip_bad_records, bad_record_counter=bad_records)
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.mixed_precision)
@@ -276,7 +326,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
         with strategy.scope():
             model = GQN(model_config)
             optimizer = schedules.make_optimizer(schedule)
-            extra = {}
+            extra = {} if bad_records is None else {"bad_records": bad_records.variable}
             if config.mixed_precision == "mixed_float16":
                 # The inner Adam stays `optimizer` in the checkpoint, so readers find its step.
                 extra["loss_scale"] = step_optimizer = keras.optimizers.LossScaleOptimizer(
@@ -297,7 +347,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     if resume_from:
         # With other input settings the saved iterator does not fit: restore the rest only.
         restored = checkpoint if same_input else checkpoints.make_checkpoint(
-            model, optimizer, **extra)
+            model, optimizer, **{k: v for k, v in extra.items() if k != "bad_records"})
         try:
             restored.restore(resume_from).assert_existing_objects_matched()
         except (AssertionError, tf.errors.OpError, ValueError) as error:
@@ -347,11 +397,29 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
         progress.end()
         logging.info("Saved checkpoint %s.", last_checkpoint)
 
+    def next_batch():
+        try:
+            return next(iterator)
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+            progress.end()
+            raise check.describe_input_error(error, filenames, info.sequence_size) from None
+
+    def save_before_failing(error):
+        """Any error after trained steps saves them first, unless the weights are not finite."""
+        try:
+            save()
+        except NonFiniteLossError as reason:
+            logging.error("Not saving after the error: %s", reason)
+            return
+        if saved_step == step and last_checkpoint:
+            logging.warning("Saved checkpoint %s (step %d) before stopping on the error below; "
+                            "run the same command to resume from it.", last_checkpoint, step)
+
     stop = _StopSignal()
-    with stop.installed():
+    with stop.installed(), _saving_on_error(save_before_failing):
         while step < config.max_steps and stop.received is None:
             start = time.perf_counter()
-            batch = next(iterator)
+            batch = next_batch()
             outputs = run_step(batch)
             metrics = {name: float(value) for name, value in outputs.items()}
             interval_time += time.perf_counter() - start
@@ -376,6 +444,8 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                          for name in interval[0]}
                 means["steps_per_sec"] = len(interval) / max(interval_time, 1e-9)
                 means["images_per_sec"] = means["steps_per_sec"] * config.batch_size
+                if bad_records is not None:
+                    means["bad_records"] = bad_records.count
                 writer.scalars(step, means)
                 progress.update(step, means)
                 interval, interval_time = [], 0.0

@@ -2,7 +2,8 @@
 
 Scalar tags (per image, averaged over the logging interval): `loss/neg_elbo`, `loss/kl`,
 `loss/nll`, `loss/bits_per_dim`, `schedule/learning_rate` (μ), `schedule/sigma` (σ),
-`speed/steps_per_sec`, `speed/images_per_sec`; on image steps `reconstruction/mse` and
+`speed/steps_per_sec`, `speed/images_per_sec`, `data/bad_records_skipped` (with
+`skip_bad_records`, the total so far); on image steps `reconstruction/mse` and
 `reconstruction/psnr` of the posterior mean image against the target, because the NLL has a floor
 set by σ (DESIGN.md §5). Image tags: `images/context`, `images/target`, `images/reconstruction`,
 `images/prior_sample` (one tiled grid each, a row per scene) and `images/overview` (all of them
@@ -27,6 +28,7 @@ SCALAR_TAGS = {
     "images_per_sec": "speed/images_per_sec",
     "mse": "reconstruction/mse",
     "psnr": "reconstruction/psnr",
+    "bad_records": "data/bad_records_skipped",
 }
 IMAGE_TAGS = ("images/context", "images/target", "images/reconstruction", "images/prior_sample",
               "images/overview")

@@ -33,7 +33,7 @@ def run_events(sample_dir, tmp_path_factory):
     config = loop.TrainConfig(
         dataset="shepard_metzler_7_parts", data_dir=str(sample_dir), model_dir=str(model_dir),
         max_steps=4, batch_size=4, context_size=2, seed=3, log_every=1, image_every=2,
-        checkpoint_every=100, num_images=3, shuffle_buffer_size=50)
+        checkpoint_every=100, num_images=3, shuffle_buffer_size=50, skip_bad_records=True)
     loop.train(get_preset("tiny"), config, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
     return _events(model_dir / "train")
 
@@ -48,6 +48,7 @@ def test_run_logs_every_scalar_each_step_and_sigma_anneals(run_events):
     sigma = [value for _, value in _scalar(run_events, "schedule/sigma")]
     assert sigma[0] == 2.0 and sigma[-1] < sigma[0]  # not frozen (DESIGN.md §5)
     assert [step for step, _ in _scalar(run_events, "reconstruction/mse")] == [2, 4]
+    assert [value for _, value in _scalar(run_events, "data/bad_records_skipped")] == [0] * 4
     assert all(value > 0 for _, value in _scalar(run_events, "speed/images_per_sec"))
 
 
