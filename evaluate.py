@@ -73,6 +73,15 @@ _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 8, "Scenes per forward pass; lower it if memory runs out. The latent noise "
     "depends on it, so keep it fixed to compare runs.", lower_bound=1)
 
+_LATENT_SAMPLES = flags.DEFINE_integer(
+    "latent_samples", 8, "Prior samples per scene for the 'spl std' column (sample_std): the "
+    "pixel std over samples, 0 when the generator ignores its latents (< 2: not measured).",
+    lower_bound=0)
+_MEAN_IMAGE_SCENES = flags.DEFINE_integer(
+    "mean_image_scenes", 500, "Training scenes averaged into the mean image of the baseline "
+    "'mean MSE' (mean_image_mse); 0 turns it off. Needs <data_dir>/<dataset>/train/.",
+    lower_bound=0)
+
 # --- Output -------------------------------------------------------------------------------
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Where metrics.json, curves.png, grid_M<m>.png and the TensorBoard "
@@ -94,14 +103,23 @@ def _grid_context_sizes(values):
 def _print_table(result):
     """The per-M table on stdout, one row per M, then the overall row."""
     header = (f"{'M':>4} {'-ELBO nats':>11} {'bits/dim':>8} {'KL nats':>9} {'NLL nats':>10} "
-              f"{'gen MSE':>8} {'gen PSNR':>8} {'rec MSE':>8} {'rec PSNR':>8}")
+              f"{'gen MSE':>8} {'gen PSNR':>8} {'rec MSE':>8} {'rec PSNR':>8} "
+              f"{'spl std':>8} {'near MSE':>8} {'mean MSE':>8}")
     print(header)
+
+    def number(value):
+        return f"{value:8.5f}" if value is not None else f"{'-':>8}"
+
     rows = [(str(row["num_context"]), row) for row in result["per_context"]]
     for label, row in rows + [("all", result["overall"])]:
         print(f"{label:>4} {row['neg_elbo_nats']:11.1f} {row['neg_elbo_bits_per_dim']:8.4f} "
               f"{row['kl_nats']:9.2f} {row['nll_nats']:10.1f} {row['generation_mse']:8.5f} "
               f"{row['generation_psnr']:8.2f} {row['reconstruction_mse']:8.5f} "
-              f"{row['reconstruction_psnr']:8.2f}")
+              f"{row['reconstruction_psnr']:8.2f} {number(row.get('sample_std'))} "
+              f"{number(row.get('nearest_view_mse'))} {number(row.get('mean_image_mse'))}")
+    print("gen: generated from the prior (Alg. S3); rec: reconstructed from the posterior; "
+          "spl std: pixel std over prior samples; near: the context view nearest the query; "
+          "mean: the mean training image.")
     floor = result["nll_floor"]
     print(f"σ = {result['sigma']:g} ({result['sigma_source']}); NLL floor {floor['nats']:.1f} "
           f"nats = {floor['bits_per_dim']:.4f} bits/dim; {result['num_scenes']} scenes, "
@@ -126,7 +144,8 @@ def main(argv):
         sigma=_SIGMA.value, seed=_SEED.value, batch_size=_BATCH_SIZE.value,
         grid_scenes=_GRID_SCENES.value, grid_context_sizes=_grid_context_sizes(_GRID_CONTEXT.value),
         progress=_PROGRESS.value, frame_size=_FRAME_SIZE.value,
-        skip_bad_records=_SKIP_BAD_RECORDS.value)
+        skip_bad_records=_SKIP_BAD_RECORDS.value, latent_samples=_LATENT_SAMPLES.value,
+        mean_image_scenes=_MEAN_IMAGE_SCENES.value)
     try:
         result = loop.evaluate(config)
     except (loop.NotEnoughScenesError, shards.DataNotFoundError, shards.ShardNamingError,

@@ -29,7 +29,7 @@ from gqn_tf.evaluation import figures, metrics
 from gqn_tf.model import distributions
 from gqn_tf.training import checkpoints, schedules
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: latent diagnostics, baselines, skipped records
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 # Scenes evaluated when `num_scenes` is not given: all of the split, at most this many.
@@ -56,6 +56,10 @@ class EvalConfig:
     frame_size: resize the frames to this side; None: to the model's image size (which the run
       recorded), so frames of another size are resized with a warning.
     skip_bad_records: skip (log and count) damaged records instead of stopping at the first.
+    latent_samples: prior samples per scene for `sample_std`, the pixel std over samples that
+      shows whether the latents change the rendering (0 or 1: not measured).
+    mean_image_scenes: training scenes averaged into the mean image of the `mean_image_mse`
+      baseline (0, or no train split: no such baseline).
     """
 
     dataset: str
@@ -74,6 +78,8 @@ class EvalConfig:
     progress: bool = True
     frame_size: Optional[int] = None
     skip_bad_records: bool = False
+    latent_samples: int = 8
+    mean_image_scenes: int = 500
 
 
 def count_scenes(filenames, limit=None, skip_bad_records=False):
@@ -211,6 +217,24 @@ class _Grids:
         return grids
 
 
+def _mean_training_image(config, info, frame_size):
+    """The per-pixel mean of every view of the first `mean_image_scenes` training scenes, or
+    None when there is no train split (or the baseline is off)."""
+    if config.mean_image_scenes <= 0:
+        return None
+    try:
+        filenames = shards.list_shards(config.data_dir, config.dataset, "train")
+    except shards.DataNotFoundError:
+        logging.warning("No train split of %s in %s: no mean-image baseline.", config.dataset,
+                        config.data_dir)
+        return None
+    records = pipeline.read_records(filenames, shuffle=False).take(config.mean_image_scenes)
+    batches = pipeline.scenes_from_records(
+        records, info, batch_size=64, context_size=info.sequence_size - 1, seed=config.seed,
+        frame_size=frame_size, drop_remainder=False)
+    return metrics.mean_frame(_named_errors(batches, filenames, info))
+
+
 def _named_errors(dataset, filenames, info):
     """Iterates `dataset`, turning a TensorFlow data error into a BadDataError naming the
     record."""
@@ -262,7 +286,8 @@ def evaluate(config):
                  source["source"], source["step"], num_scenes, config.split, config.dataset,
                  max_context, sigma, sigma_source)
 
-    evaluator = metrics.Evaluator(model, sigma)
+    mean_image = _mean_training_image(config, info, frame_size)
+    evaluator = metrics.Evaluator(model, sigma, config.latent_samples, mean_image)
     curve = metrics.ContextCurve(num_dims)
     grids = _Grids(model, grid_sizes, config.grid_scenes, config.samples)
     bad_records = pipeline.BadRecordCounter() if config.skip_bad_records else None
@@ -315,6 +340,8 @@ def evaluate(config):
         "num_dims": num_dims,
         "nll_floor": {"nats": floor, "bits_per_dim": floor_bits},
         "bad_records_skipped": bad_records.count if bad_records is not None else 0,
+        "latent_samples": config.latent_samples,
+        "mean_image_scenes": config.mean_image_scenes if mean_image is not None else 0,
         "overall": curve.overall(),
         "per_context": rows,
         "files": files,
@@ -328,7 +355,8 @@ def evaluate(config):
 
 
 SCALAR_NAMES = ("neg_elbo_nats", "neg_elbo_bits_per_dim", "kl_nats", "kl_bits_per_dim",
-                "nll_nats", "nll_bits_per_dim", *metrics.IMAGE_METRICS)
+                "nll_nats", "nll_bits_per_dim", *metrics.IMAGE_METRICS,
+                *metrics.LATENT_METRICS, *metrics.BASELINE_METRICS, "mean_image_mse")
 
 
 def write_summaries(logdir, result, grid_images):
@@ -339,10 +367,16 @@ def write_summaries(logdir, result, grid_images):
     writer = tf.summary.create_file_writer(logdir)
     with writer.as_default():
         for name in SCALAR_NAMES:
-            tf.summary.scalar(f"eval/{name}", result["overall"][name], step=step)
+            if result["overall"].get(name) is not None:
+                tf.summary.scalar(f"eval/{name}", result["overall"][name], step=step)
         for row in result["per_context"]:
             for name in SCALAR_NAMES:
-                tf.summary.scalar(f"eval/by_context/{name}", row[name], step=row["num_context"])
+                if row.get(name) is not None:
+                    tf.summary.scalar(f"eval/by_context/{name}", row[name],
+                                      step=row["num_context"])
+            for layer, kl in enumerate(row["kl_per_layer_nats"]):
+                tf.summary.scalar(f"eval/by_context/kl_layer_{layer}", kl,
+                                  step=row["num_context"])
         for m, image in grid_images.items():
             tf.summary.image(f"eval/grid/M={m}", image[None], step=step)
     writer.flush()

@@ -21,6 +21,10 @@ from gqn_tf.model import distributions
 NATS_METRICS = ("neg_elbo", "kl", "nll")
 IMAGE_METRICS = ("generation_mse", "generation_psnr", "reconstruction_mse",
                  "reconstruction_psnr")
+# Whether the latents matter: the pixel std over prior samples (0 when z is ignored), the MSE
+# between the prior's and the posterior's mean images, and the nearest-context-view baseline.
+LATENT_METRICS = ("sample_std", "prior_posterior_mse")
+BASELINE_METRICS = ("nearest_view_mse",)
 # PSNR of a perfect image is infinite; per-image MSEs are clipped here (PSNR <= 120 dB).
 _MIN_MSE = 1e-12
 
@@ -46,6 +50,37 @@ def nll_floor(sigma, num_dims):
     return num_dims * 0.5 * math.log(2.0 * math.pi * sigma ** 2)
 
 
+def nearest_view(context_cameras, query_camera, context_frames):
+    """The context frame whose viewpoint is nearest to the query's, per scene: [B, H, W, 3].
+
+    Nearest in the 7-dim viewpoint (position, and sine and cosine of yaw and pitch, so that
+    both where the camera is and where it looks count). Needs at least one context view.
+    """
+    cameras = np.asarray(context_cameras, np.float64)  # [B, M, 7]
+    query = np.asarray(query_camera, np.float64)[:, None]  # [B, 1, 7]
+    if cameras.shape[1] == 0:
+        raise ValueError("nearest_view needs at least one context view.")
+    nearest = np.argmin(np.sum((cameras - query) ** 2, axis=-1), axis=1)  # [B]
+    return np.asarray(context_frames)[np.arange(len(nearest)), nearest]
+
+
+def sample_spread(samples):
+    """The mean over pixels of the per-pixel std over K samples [B, K, H, W, 3] → [B]; 0 for
+    K < 2 or when every sample is the same (the generator ignores z)."""
+    samples = np.asarray(samples, np.float64)
+    if samples.shape[1] < 2:
+        return np.zeros(samples.shape[0])
+    return np.mean(np.std(samples, axis=1), axis=tuple(range(1, samples.ndim - 1)))
+
+
+def mean_image_mse(targets, mean_image):
+    """MSE of each target [B, H, W, 3] against one fixed image [H, W, 3] (the baseline that
+    always predicts the mean training image) → [B]."""
+    targets = np.asarray(targets, np.float64)
+    return mse_per_image(targets, np.broadcast_to(np.asarray(mean_image, np.float64),
+                                                  targets.shape))
+
+
 def slice_context(batch, num_context):
     """The batch with only its first `num_context` context views (same query and target)."""
     return {**batch,
@@ -61,9 +96,11 @@ class Evaluator:
     both and by every M: along a curve only the context changes.
     """
 
-    def __init__(self, model, sigma):
+    def __init__(self, model, sigma, samples=0, mean_image=None):
         self.model = model
         self.sigma = tf.constant(sigma, tf.float32)
+        self.samples = int(samples)  # extra prior samples for `sample_std`
+        self.mean_image = mean_image
         size = model.gqn_config.image_size
         image = tf.TensorSpec([None, size, size, 3], tf.float32)
         self._step = tf.function(self._evaluate, input_signature=[
@@ -79,9 +116,16 @@ class Evaluator:
                  "query_camera": query_camera, "target": target}
         terms = self.model.elbo_terms(batch, self.sigma, seed)
         generated = self.model.generate(context_frames, context_cameras, query_camera, seed)
-        return {"neg_elbo": terms["loss"], "kl": terms["kl"], "nll": terms["nll"],
-                "kl_per_layer": terms["kl_per_layer"], "reconstruction": terms["mean"],
-                "generation": generated}
+        outputs = {"neg_elbo": terms["loss"], "kl": terms["kl"], "nll": terms["nll"],
+                   "kl_per_layer": terms["kl_per_layer"], "reconstruction": terms["mean"],
+                   "generation": generated}
+        if self.samples > 1:
+            seeds = tf.random.experimental.stateless_split(seed, num=self.samples)
+            outputs["samples"] = tf.stack(  # [B, K, H, W, 3]
+                [self.model.generate(context_frames, context_cameras, query_camera,
+                                     tf.cast(seeds[k], tf.int32))
+                 for k in range(self.samples)], axis=1)
+        return outputs
 
     def __call__(self, batch, seed):
         """Per-image values of `batch` as numpy: NATS_METRICS and IMAGE_METRICS [B],
@@ -95,7 +139,37 @@ class Evaluator:
         for kind in ("generation", "reconstruction"):
             mse = mse_per_image(batch["target"], values[kind])
             values[f"{kind}_mse"], values[f"{kind}_psnr"] = mse, psnr(mse)
+        values["prior_posterior_mse"] = mse_per_image(values["generation"],
+                                                      values["reconstruction"])
+        values["sample_std"] = sample_spread(values.pop("samples")) if "samples" in values \
+            else np.zeros(len(values["generation"]))
+        if np.shape(batch["context_cameras"])[1] > 0:
+            values["nearest_view_mse"] = mse_per_image(batch["target"], nearest_view(
+                batch["context_cameras"], batch["query_camera"], batch["context_frames"]))
+        else:  # no view to copy: the baseline is undefined
+            values["nearest_view_mse"] = np.full(len(values["generation"]), np.nan)
+        if self.mean_image is not None:
+            values["mean_image_mse"] = mean_image_mse(batch["target"], self.mean_image)
         return values
+
+
+# Image-space metrics averaged per row; mean_image_mse only when a mean image was given.
+_PER_IMAGE = (*IMAGE_METRICS, *LATENT_METRICS, *BASELINE_METRICS, "mean_image_mse")
+
+
+def mean_frame(batches):
+    """The per-pixel mean [H, W, 3] of every frame (context and target) in `batches`."""
+    total, count = None, 0
+    for batch in batches:
+        frames = np.concatenate([
+            np.reshape(np.asarray(batch["context_frames"], np.float64),
+                       (-1, *np.shape(batch["target"])[1:])),
+            np.asarray(batch["target"], np.float64)])
+        total = frames.sum(axis=0) if total is None else total + frames.sum(axis=0)
+        count += len(frames)
+    if not count:
+        raise ValueError("mean_frame needs at least one frame.")
+    return (total / count).astype(np.float32)
 
 
 class ContextCurve:
@@ -108,8 +182,9 @@ class ContextCurve:
     def add(self, num_context, values):
         """Adds the per-image `values` of one batch evaluated with `num_context` views."""
         row = self._values.setdefault(int(num_context), {})
-        for name in (*NATS_METRICS, *IMAGE_METRICS, "kl_per_layer"):
-            row.setdefault(name, []).append(np.asarray(values[name], np.float64))
+        for name in (*NATS_METRICS, *_PER_IMAGE, "kl_per_layer"):
+            if name in values:
+                row.setdefault(name, []).append(np.asarray(values[name], np.float64))
 
     @property
     def context_sizes(self):
@@ -124,17 +199,23 @@ class ContextCurve:
             row[f"{name}_nats"] = mean
             row[f"{name}_bits_per_dim"] = float(distributions.bits_per_dim(mean, self.num_dims))
             errors[f"{name}_nats"] = _standard_error(values[name])
-        for name in IMAGE_METRICS:
-            row[name] = float(np.mean(values[name]))
-            errors[name] = _standard_error(values[name])
+        for name in _PER_IMAGE:
+            if name not in values:
+                continue
+            finite = values[name][np.isfinite(values[name])]  # M = 0 has no nearest view
+            row[name] = float(np.mean(finite)) if len(finite) else None
+            errors[name] = _standard_error(finite)
         row["kl_per_layer_nats"] = [float(x) for x in np.mean(values["kl_per_layer"], axis=0)]
         row["standard_error"] = errors
         return row
 
     def rows(self):
         """One dict per M, in increasing M: `num_context`, `num_scenes`, `<name>_nats` and
-        `<name>_bits_per_dim` for −ELBO, KL and NLL, the four image metrics, `kl_per_layer_nats`
-        [L] and `standard_error` (of each scalar's mean over scenes)."""
+        `<name>_bits_per_dim` for −ELBO, KL and NLL, the image metrics (`generation_mse`,
+        `generation_psnr`, `reconstruction_mse`, `reconstruction_psnr`), the latent diagnostics
+        (`sample_std`, `prior_posterior_mse`), the baselines (`nearest_view_mse`, None at M = 0;
+        `mean_image_mse` when a mean image was given), `kl_per_layer_nats` [L] and
+        `standard_error` (of each scalar's mean over scenes)."""
         rows = []
         for m in self.context_sizes:
             values = {name: np.concatenate(parts) for name, parts in self._values[m].items()}
@@ -145,9 +226,10 @@ class ContextCurve:
     def overall(self):
         """The metrics over every (scene, M) pair: the expectation with M uniform over the
         evaluated context sizes, as Algorithm S1 draws it in training."""
+        names = set.intersection(*(set(self._values[m]) for m in self.context_sizes))
         values = {name: np.concatenate([part for m in self.context_sizes
                                         for part in self._values[m][name]])
-                  for name in (*NATS_METRICS, *IMAGE_METRICS, "kl_per_layer")}
+                  for name in names}
         num_scenes = len(values["neg_elbo"]) // max(1, len(self.context_sizes))
         return self._summarize(values, num_scenes)
 

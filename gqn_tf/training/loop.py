@@ -421,7 +421,8 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
             start = time.perf_counter()
             batch = next_batch()
             outputs = run_step(batch)
-            metrics = {name: float(value) for name, value in outputs.items()}
+            metrics = {name: np.asarray(value) if name == "kl_per_layer" else float(value)
+                       for name, value in outputs.items()}
             interval_time += time.perf_counter() - start
             if not all(math.isfinite(metrics[name]) for name in ("loss", "kl", "nll")):
                 progress.end()
@@ -440,7 +441,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                 continue
 
             if step % config.log_every == 0 or step >= config.max_steps:
-                means = {name: float(np.mean([m[name] for m in interval]))
+                means = {name: np.mean([m[name] for m in interval], axis=0)
                          for name in interval[0]}
                 means["steps_per_sec"] = len(interval) / max(interval_time, 1e-9)
                 means["images_per_sec"] = means["steps_per_sec"] * config.batch_size

@@ -40,6 +40,7 @@ class TrainStep:
                 global_batch_size=self.global_batch_size,
             )
             sums = {name: tf.reduce_sum(terms[name]) for name in METRICS}
+            sums["kl_per_layer"] = tf.reduce_sum(terms["kl_per_layer"], axis=0)  # [L]
             loss = sums["loss"] / self.global_batch_size
             if hasattr(self.optimizer, "scale_loss"):  # LossScaleOptimizer (mixed_float16)
                 loss = self.optimizer.scale_loss(loss)
@@ -62,11 +63,12 @@ class TrainStep:
         metrics = {
             name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums[name], axis=None)
             / self.global_batch_size
-            for name in METRICS
+            for name in (*METRICS, "kl_per_layer")
         }
         metrics.update(sigma=sigma, learning_rate=tf.cast(learning_rate, tf.float32))
         return metrics
 
     def __call__(self, batch):
-        """Runs one step on a (distributed) global batch; returns per-image means and σ, μ."""
+        """Runs one step on a (distributed) global batch; returns per-image means (`loss`,
+        `kl`, `nll`, and `kl_per_layer` [L]) and σ, μ."""
         return self._step(batch)

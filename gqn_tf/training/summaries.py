@@ -2,10 +2,12 @@
 
 Scalar tags (per image, averaged over the logging interval): `loss/neg_elbo`, `loss/kl`,
 `loss/nll`, `loss/bits_per_dim`, `schedule/learning_rate` (μ), `schedule/sigma` (σ),
-`speed/steps_per_sec`, `speed/images_per_sec`, `data/bad_records_skipped` (with
-`skip_bad_records`, the total so far); on image steps `reconstruction/mse` and
-`reconstruction/psnr` of the posterior mean image against the target, because the NLL has a floor
-set by σ (DESIGN.md §5). Image tags: `images/context`, `images/target`, `images/reconstruction`,
+`speed/steps_per_sec`, `speed/images_per_sec`, `latents/kl_layer_<l>` (the KL of each latent
+layer), `data/bad_records_skipped` (with `skip_bad_records`, the total so far); on image steps
+`reconstruction/mse` and `reconstruction/psnr` of the posterior mean image against the target,
+because the NLL has a floor set by σ, `generation/mse` of a prior sample, and whether the latents
+matter: `latents/sample_std` (pixel std over 4 prior samples of the shown scenes; 0 when z is
+ignored) and `latents/prior_posterior_mse` (prior sample against posterior mean). Image tags: `images/context`, `images/target`, `images/reconstruction`,
 `images/prior_sample` (one tiled grid each, a row per scene) and `images/overview` (all of them
 side by side, a row per scene).
 """
@@ -29,7 +31,12 @@ SCALAR_TAGS = {
     "mse": "reconstruction/mse",
     "psnr": "reconstruction/psnr",
     "bad_records": "data/bad_records_skipped",
+    "sample_std": "latents/sample_std",
+    "prior_posterior_mse": "latents/prior_posterior_mse",
+    "generation_mse": "generation/mse",
 }
+# Prior samples per shown scene for latents/sample_std on image steps.
+LATENT_SAMPLES = 4
 IMAGE_TAGS = ("images/context", "images/target", "images/reconstruction", "images/prior_sample",
               "images/overview")
 _GAP = 2  # pixels of white between tiles
@@ -98,10 +105,15 @@ class SummaryWriter:
         self._writer.flush()
 
     def scalars(self, step, values):
-        """Writes the known scalars in `values` (keys of SCALAR_TAGS) at `step`."""
+        """Writes the scalars in `values` (tags from SCALAR_TAGS) at `step`; `kl_per_layer`
+        [L] becomes `latents/kl_layer_<l>`."""
         with self._writer.as_default(step=int(step)):
             for name, value in values.items():
-                tf.summary.scalar(SCALAR_TAGS.get(name, name), float(value))
+                if name == "kl_per_layer":
+                    for layer, kl in enumerate(np.ravel(value)):
+                        tf.summary.scalar(f"latents/kl_layer_{layer}", float(kl))
+                else:
+                    tf.summary.scalar(SCALAR_TAGS.get(name, name), float(value))
 
     def images(self, step, model, batch, seed, max_images=4):
         """Reconstructs (posterior) and samples (prior) the query views of `batch` with `seed`,
@@ -112,11 +124,22 @@ class SummaryWriter:
         errors = reconstruction_errors(batch["target"], reconstruction)
         shown = {name: np.asarray(value)[:max_images] for name, value in batch.items()}
         shown_args = (shown["context_frames"], shown["context_cameras"], shown["query_camera"])
-        sample = model.generate(*shown_args, seed=seed).numpy()
+        pair = [seed, 0] if isinstance(seed, int) else seed
+        seeds = tf.random.experimental.stateless_split(tf.cast(pair, tf.int32), LATENT_SAMPLES)
+        samples = np.stack([model.generate(*shown_args, seed=seed).numpy()] + [
+            model.generate(*shown_args, seed=tf.cast(s, tf.int32)).numpy()
+            for s in seeds[1:]], axis=1)  # [N, K, H, W, 3], sample 0 with `seed` itself
+        sample = samples[:, 0]
         grids = scene_grids(shown, reconstruction[:max_images], sample)
         with self._writer.as_default(step=int(step)):
             for tag, grid in grids.items():
                 tf.summary.image(tag, grid, max_outputs=1)
+        # Do the latents matter? Spread over prior samples, and prior vs posterior means.
+        errors.update(
+            sample_std=float(np.mean(metrics.sample_spread(samples))),
+            prior_posterior_mse=float(np.mean(metrics.mse_per_image(
+                sample, reconstruction[:max_images]))),
+            generation_mse=float(np.mean(metrics.mse_per_image(shown["target"], sample))))
         self.scalars(step, errors)
         return errors
 

@@ -40,7 +40,8 @@ def _numbers(value):
 
 ROW_KEYS = {"num_scenes", "neg_elbo_nats", "neg_elbo_bits_per_dim", "kl_nats", "kl_bits_per_dim",
             "nll_nats", "nll_bits_per_dim", "generation_mse", "generation_psnr",
-            "reconstruction_mse", "reconstruction_psnr", "kl_per_layer_nats", "standard_error"}
+            "reconstruction_mse", "reconstruction_psnr", "kl_per_layer_nats", "standard_error",
+            "sample_std", "prior_posterior_mse", "nearest_view_mse", "mean_image_mse"}
 
 
 def test_metrics_json_has_the_schema(evaluation):
@@ -50,7 +51,8 @@ def test_metrics_json_has_the_schema(evaluation):
     assert written == json.loads(json.dumps(result))
     assert {"schema_version", "dataset", "split", "data_dir", "model", "sigma", "sigma_source",
             "seed", "batch_size", "num_scenes", "max_context", "samples", "image_size",
-            "num_dims", "nll_floor", "overall", "per_context", "files"} <= set(written)
+            "num_dims", "nll_floor", "overall", "per_context", "files", "bad_records_skipped",
+            "latent_samples", "mean_image_scenes"} <= set(written)
     assert written["model"]["step"] == 3 and written["model"]["source"].endswith("ckpt-1")
     assert written["split"] == "test" and written["num_scenes"] == 6
     assert set(written["overall"]) == ROW_KEYS
