@@ -40,7 +40,7 @@ _FRAME_SIZE = flags.DEFINE_integer(
     "frame_size", None,
     "Resize the frames to NxN (bilinear) in the input pipeline and build the model for N. "
     "Default: the dataset's own frame size (64; 84 for mazes, 128 for "
-    "rooms_free_camera_with_object_rotations). Must be a multiple of 8.", lower_bound=8)
+    "rooms_free_camera_with_object_rotations). Must be a multiple of 4.", lower_bound=8)
 _SKIP_BAD_RECORDS = flags.DEFINE_boolean(
     "skip_bad_records", False,
     "Skip damaged records (truncated shards, frames that are not JPEGs or do not decode), "

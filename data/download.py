@@ -14,7 +14,9 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from gqn_tf import cli  # noqa: E402
 
 from gqn_tf.data import datasets  # noqa: E402
 from gqn_tf.data import download as download_lib  # noqa: E402
@@ -33,17 +35,17 @@ _DRY_RUN = flags.DEFINE_boolean(
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         splits = [datasets.check_split(split) for split in _SPLITS.value]
         commands = download_lib.download(
             _DATASET.value, os.path.expanduser(_DATA_DIR.value), splits, _NUM_SHARDS.value,
             dry_run=_DRY_RUN.value)
     except (ValueError, download_lib.GsutilNotFoundError) as error:
-        raise app.UsageError(str(error)) from None
+        raise cli.UserError(str(error)) from None
     if _DRY_RUN.value:
         print("\n".join(command.shell() for command in commands) or "# Nothing to copy.")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -12,10 +12,11 @@ import os
 import pathlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from gqn_tf import cli  # noqa: E402
 
 from gqn_tf.data import synthetic  # noqa: E402
 
@@ -36,11 +37,11 @@ _WORKERS = flags.DEFINE_integer(
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         synthetic.num_parts(_DATASET.value)
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        raise cli.UserError(str(error)) from None
     synthetic.synthesize(
         out=_OUT.value,
         dataset=_DATASET.value,
@@ -53,4 +54,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -12,10 +12,11 @@ import os
 import pathlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from gqn_tf import cli  # noqa: E402
 
 from gqn_tf.data import datasets  # noqa: E402
 
@@ -59,7 +60,7 @@ def main(argv):
 
     sequence_size = datasets.get_dataset_info(_DATASET.value).sequence_size
     if _QUERY_VIEW.value >= sequence_size or _CONTEXT_SIZE.value >= sequence_size:
-        raise app.UsageError(
+        raise cli.UserError(
             f"{_DATASET.value} has {sequence_size} views per scene: --query_view must be below "
             f"{sequence_size} and --context_size below it too.")
     jpegs, cameras = client.load_scene(
@@ -77,18 +78,18 @@ def main(argv):
     try:
         body = client.build_predict_request(inputs, signature, layout)
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        raise cli.UserError(str(error)) from None
     url = client.predict_url(_SERVER.value, _MODEL_NAME.value, _MODEL_VERSION.value)
     output = "image_jpeg_bytes" if signature == "generate_jpeg" else "image"
     try:
         response = client.post_predict(url, body, _TIMEOUT.value)
         image = client.parse_predict_response(response, output)[0]
     except client.ServingError as error:
-        sys.exit(f"Error: {error}")
+        raise cli.DataError(str(error)) from None
     client.write_png(_OUT.value, image)
     print(f"Wrote {_OUT.value}: view {_QUERY_VIEW.value} of {_DATASET.value} {_SPLIT.value} scene "
           f"{_SCENE.value} from views {views} via {signature} at {url}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

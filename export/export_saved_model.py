@@ -12,15 +12,17 @@ import os
 import pathlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
+
+from gqn_tf import cli  # noqa: E402
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None,
     "The model to export: a run directory written by train.py (its latest checkpoint), a "
-    "checkpoint prefix inside one (<run>/checkpoints/ckpt-N), or a .keras file.", required=True)
+    "checkpoint prefix inside one (<run>/checkpoints/ckpt-N), a .keras file or a compact .npz "
+    "file (export/save_compact.py, e.g. the bundled pretrained model).", required=True)
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None,
     "Base folder of the exports: the model goes to <export_dir>/<version>/. Pass the same "
@@ -35,23 +37,24 @@ _OVERWRITE = flags.DEFINE_bool(
 
 def main(argv):
     del argv
+    cli.import_tensorflow()
     from gqn_tf import serving
     from gqn_tf.training import checkpoints
 
     try:
         model, info = checkpoints.load_model(_MODEL_DIR.value)
     except FileNotFoundError as error:
-        raise app.UsageError(f"--model_dir: {error}") from None
+        raise cli.DataError(f"--model_dir: {error}") from None
     logging.info("Loaded %s (step %s).", info["source"], info["step"])
     try:
         path = serving.export_saved_model(
             model, _EXPORT_DIR.value, version=_VERSION.value, overwrite=_OVERWRITE.value,
             metadata={"source": info["source"], "step": info["step"]})
     except FileExistsError as error:
-        raise app.UsageError(str(error)) from None
+        raise cli.UserError(str(error)) from None
     print(f"Exported {info['source']} to {path}\nSignatures: {', '.join(serving.SIGNATURES)}\n"
           f"Inspect: saved_model_cli show --dir {path} --all")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -25,6 +25,12 @@ Camera convention (ours; the real data do not document theirs):
   7-cube objects; a rare long bar may touch the frame's edge in some views).
 Each record stores per frame the raw `x, y, z, yaw, pitch` (float32), as the real data do.
 
+The other five datasets (jaco, mazes, the rooms) get format-correct stand-ins: objects of
+`STAND_IN_PARTS` cubes seen by that dataset's S cameras at its frame size (84x84 and S = 300 for
+mazes, 128x128 for rooms_free_camera_with_object_rotations), in shards named as theirs. They
+look nothing like rooms or mazes, but every reader, shape check and model size meets them as it
+would the real files, so all seven datasets can be tested without downloading any.
+
 Scenes are independent and seeded by `(seed, split, scene index)`, so the output depends on
 `seed` alone, not on the number of worker processes.
 """
@@ -42,7 +48,9 @@ from tqdm import tqdm
 
 from gqn_tf.data import datasets, records
 
-NUM_PARTS = {"shepard_metzler_5_parts": 5, "shepard_metzler_7_parts": 7}
+STAND_IN_PARTS = 5
+NUM_PARTS = {name: STAND_IN_PARTS for name in datasets.DATASETS}
+NUM_PARTS.update({"shepard_metzler_5_parts": 5, "shepard_metzler_7_parts": 7})
 CAMERA_DISTANCE = 10.0
 FIELD_OF_VIEW = math.radians(36.0)
 PITCH_RANGE = (-math.pi / 3, math.pi / 3)

@@ -16,6 +16,28 @@ from PIL import Image  # noqa: E402
 from gqn_tf.training import summaries  # noqa: E402
 
 
+def scene_grid_labels(num_context, num_samples):
+    """Column labels of `scene_grid`: the views, the target, the samples, the reconstruction."""
+    return ([f"view {m + 1}" for m in range(num_context)] + ["", "target", ""]
+            + [f"prior {k + 1}" for k in range(num_samples)] + ["", "posterior"])
+
+
+def _scene_rows(context_frames, target, samples, reconstruction):
+    context_frames, target, samples, reconstruction = (
+        np.asarray(x, np.float32) for x in (context_frames, target, samples, reconstruction))
+    blank = np.ones_like(target[0])
+    return [[*context_frames[i], blank, target[i], blank, *samples[i], blank, reconstruction[i]]
+            for i in range(len(target))]
+
+
+def labelled_scene_grid(context_frames, target, samples, reconstruction, scale=2):
+    """`scene_grid` with its columns labelled and a label per scene: uint8 [H', W', 3]."""
+    rows = _scene_rows(context_frames, target, samples, reconstruction)
+    return labelled_grid(rows, row_labels=[f"scene {i + 1}" for i in range(len(rows))],
+                         column_labels=scene_grid_labels(np.shape(context_frames)[1],
+                                                         np.shape(samples)[1]), scale=scale)
+
+
 def scene_grid(context_frames, target, samples, reconstruction):
     """A grid with a row per scene: context views | target | prior samples | reconstruction.
 
@@ -23,12 +45,60 @@ def scene_grid(context_frames, target, samples, reconstruction):
     reconstruction [N, H, W, 3], all in [0, 1]. Groups are separated by a white tile.
     Returns [H', W', 3] float32 in [0, 1].
     """
-    context_frames, target, samples, reconstruction = (
-        np.asarray(x, np.float32) for x in (context_frames, target, samples, reconstruction))
-    blank = np.ones_like(target[0])
-    rows = [[*context_frames[i], blank, target[i], blank, *samples[i], blank, reconstruction[i]]
-            for i in range(len(target))]
-    return summaries.tile(rows)[0]
+    return summaries.tile(_scene_rows(context_frames, target, samples, reconstruction))[0]
+
+
+# Pixel std shown at full brightness in heat maps (an image in [0, 1] has std at most 0.5).
+HEAT_MAP_MAX = 0.25
+_LABEL_HEIGHT, _LABEL_WIDTH, _FONT_SIZE = 16, 64, 11
+
+
+def heat_map(values, vmax=HEAT_MAP_MAX):
+    """[H, W] values in [0, vmax] → [H, W, 3] colours in [0, 1] (matplotlib's inferno)."""
+    scaled = np.clip(np.asarray(values, np.float64) / vmax, 0.0, 1.0)
+    return matplotlib.colormaps["inferno"](scaled)[..., :3].astype(np.float32)
+
+
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=_FONT_SIZE)
+
+
+def labelled_grid(rows, row_labels=None, column_labels=None, scale=1):
+    """Tiles rows of [H, W, 3] images (in [0, 1]) like `summaries.tile`, each tile enlarged
+    `scale` times, with a label left of every row and above every column. → uint8 [H', W', 3].
+    """
+    from PIL import ImageDraw
+
+    rows = [[np.repeat(np.repeat(np.asarray(image, np.float32), scale, 0), scale, 1)
+             for image in row] for row in rows]
+    grid = np.round(summaries.tile(rows)[0] * 255).astype(np.uint8)
+    top = _LABEL_HEIGHT if column_labels else 0
+    left = _LABEL_WIDTH if row_labels else 0
+    canvas = Image.new("RGB", (grid.shape[1] + left, grid.shape[0] + top), "white")
+    canvas.paste(Image.fromarray(grid), (left, top))
+    draw, font = ImageDraw.Draw(canvas), _font()
+    tile_h = rows[0][0].shape[0] if rows and rows[0] else 0
+    tile_w = next((row[0].shape[1] for row in rows if row), 0)
+    for c, label in enumerate(column_labels or []):
+        draw.text((left + c * (tile_w + 2) + 1, 2), str(label), fill="black", font=font)
+    for r, label in enumerate(row_labels or []):
+        draw.text((2, top + r * (tile_h + 2) + tile_h // 2 - _FONT_SIZE // 2), str(label),
+                  fill="black", font=font)
+    return np.asarray(canvas)
+
+
+def stack_vertically(images, gap=4):
+    """Stacks uint8 [H, W, 3] images top to bottom on white, left-aligned."""
+    width = max(image.shape[1] for image in images)
+    height = sum(image.shape[0] for image in images) + gap * (len(images) - 1)
+    out = np.full((height, width, 3), 255, np.uint8)
+    y = 0
+    for image in images:
+        out[y:y + image.shape[0], :image.shape[1]] = image
+        y += image.shape[0] + gap
+    return out
 
 
 def save_png(path, image):

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 from absl import logging
 from tqdm import tqdm
 
@@ -97,9 +98,11 @@ def count_scenes(filenames, limit=None, skip_bad_records=False):
     return int(records.reduce(np.int64(0), lambda count, _: count + 1).numpy())
 
 
-def _run_config(model_path):
+def run_config_of(model_path):
     """The run_config.json that belongs to `model_path`, or None (e.g. a lone .keras file)."""
     path = str(model_path)
+    if path.endswith(checkpoints.COMPACT_SUFFIX):  # a shipped model carries its run's config
+        return checkpoints.load_compact(path)[1]["metadata"].get("run_config")
     if os.path.isdir(path):
         model_dir = path
     elif path.endswith(".keras"):
@@ -206,15 +209,16 @@ class _Grids:
         parts["samples"].append(samples)
         parts["reconstruction"].append(values["reconstruction"][:take])
 
+    def arrays(self):
+        """M → (context, target, samples, reconstruction) of the grid's scenes (only for
+        context sizes with scenes)."""
+        return {m: tuple(np.concatenate(parts[name]) for name in
+                         ("context", "target", "samples", "reconstruction"))
+                for m, parts in self.parts.items() if parts["target"]}
+
     def images(self):
         """M → the grid image [H', W', 3] (only for context sizes with scenes)."""
-        grids = {}
-        for m, parts in self.parts.items():
-            if parts["target"]:
-                grids[m] = figures.scene_grid(*(np.concatenate(parts[name]) for name in
-                                                ("context", "target", "samples",
-                                                 "reconstruction")))
-        return grids
+        return {m: figures.scene_grid(*arrays) for m, arrays in self.arrays().items()}
 
 
 def _mean_training_image(config, info, frame_size):
@@ -277,7 +281,7 @@ def evaluate(config):
         raise NotEnoughScenesError(f"The shards in {directory} hold no scenes.")
 
     model, source = checkpoints.load_model(config.model_path)
-    run_config = _run_config(config.model_path)
+    run_config = run_config_of(config.model_path)
     sigma, sigma_source = resolve_sigma(config.sigma, run_config)
     image_size = model.gqn_config.image_size
     frame_size = _frame_size(config, info, model, run_config)
@@ -317,9 +321,10 @@ def evaluate(config):
     figures.plot_curves(rows, os.path.join(config.output_dir, CURVES_FILE), title=title,
                         nll_floor_bits_per_dim=floor_bits)
     grid_images = grids.images()
-    for m, image in grid_images.items():
+    for m, arrays in grids.arrays().items():  # the PNGs with their columns labelled
         name = f"grid_M{m:02d}.png"
-        figures.save_png(os.path.join(config.output_dir, name), image)
+        Image.fromarray(figures.labelled_scene_grid(*arrays)).save(
+            os.path.join(config.output_dir, name), format="PNG")
         files["grids"][str(m)] = name
 
     result = {

@@ -9,7 +9,8 @@ REPRESENTATIONS = ("tower", "pool", "pyramid")
 class GQNConfig:
     """Everything that shapes a GQN. The defaults are the paper's (Figs. S1-S2, Table S1).
 
-    image_size: side of the square frames; the cores run at image_size / 4.
+    image_size: side of the square frames, a multiple of 4 (64 for most datasets, 84 for mazes,
+      128 for rooms_free_camera_with_object_rotations); the cores run at image_size / 4.
     representation: "tower", "pool" or "pyramid" (Fig. S1).
     r_channels: channels of the scene representation r.
     hidden_channels: ConvLSTM hidden channels of C^g and C^e.
@@ -35,10 +36,11 @@ class GQNConfig:
             raise ValueError(
                 f"Unknown representation {self.representation!r}: use one of {REPRESENTATIONS}."
             )
-        if self.image_size % 8 or self.image_size <= 0:
+        if self.image_size % 4 or self.image_size < 8:
             raise ValueError(
-                f"image_size must be a positive multiple of 8 (the tower and the canvas work at "
-                f"image_size / 4 and the pyramid at image_size / 8), got {self.image_size}."
+                f"image_size must be a multiple of 4 and at least 8 (the cores and the canvas "
+                f"work at image_size / 4; the pyramid's last convolution spans image_size // 8), "
+                f"got {self.image_size}. Resize the frames with --frame_size."
             )
         for name in ("r_channels", "hidden_channels", "z_channels", "canvas_channels",
                      "num_layers", "kernel_size"):

@@ -82,7 +82,9 @@ class Pyramid(keras.layers.Layer):
         self.channels, self.image_size = channels, image_size
         widths = [max(channels // 8, 1), max(channels // 4, 1), max(channels // 2, 1)]
         self.convs = [_conv(w, 2, 2, "valid", f"conv{i + 1}") for i, w in enumerate(widths)]
-        last = image_size // 8  # 8x8/8 at 64x64: the last conv always ends at 1x1
+        # 8x8/8 at 64x64: the last conv always ends at 1x1. At 84x84 the third conv leaves
+        # 10x10 of the 10.5x10.5 grid (its last row and column of 2x2 cells are dropped).
+        last = image_size // 8
         self.convs.append(_conv(channels, last, last, "valid", "conv4"))
 
     def build(self, frames_shape, viewpoints_shape):

@@ -61,12 +61,56 @@ def latest_checkpoint(model_dir):
     return tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
 
 
+COMPACT_SUFFIX = ".npz"
+_COMPACT_FORMAT = "gqn-tf compact weights 1"
+
+
+def save_compact(model, path, metadata=None):
+    """Saves a GQN's config and weights, rounded to float16, in one `.npz` file (half the
+    size of a `.keras` file, for shipping a pretrained model). `metadata`: a JSON-able dict
+    (data, command, step) kept in the file. `load_model` reads it back in float32."""
+    import numpy as np
+
+    arrays = {f"weight_{i}": np.asarray(v.numpy(), np.float16)
+              for i, v in enumerate(model.weights)}
+    header = {"format": _COMPACT_FORMAT, "config": model.gqn_config.to_dict(),
+              "names": [v.path for v in model.weights], "metadata": metadata or {}}
+    with open(path, "wb") as f:
+        np.savez_compressed(f, header=np.array(json.dumps(header)), **arrays)
+    return path
+
+
+def load_compact(path):
+    """(model, header) from a `save_compact` file; the float16 weights are cast to float32."""
+    import numpy as np
+
+    with np.load(path) as data:
+        header = json.loads(str(data["header"]))
+        if header.get("format") != _COMPACT_FORMAT:
+            raise ValueError(f"{path!r} is not a gqn-tf compact weights file.")
+        model = GQN(GQNConfig(**header["config"]))
+        names = [v.path for v in model.weights]
+        if names != header["names"]:
+            raise ValueError(f"{path!r} holds other weights than a GQN of its config "
+                             f"(written by another version?).")
+        for i, variable in enumerate(model.weights):
+            variable.assign(data[f"weight_{i}"].astype(np.float32))
+    return model, header
+
+
 def load_model(path):
-    """A GQN from a `.keras` file, a run directory (latest checkpoint) or a checkpoint prefix.
+    """A GQN from a `.keras` file, a compact `.npz` file (`save_compact`), a run directory
+    (latest checkpoint) or a checkpoint prefix.
 
     Returns (model, info) where info has "source" (the file or checkpoint read) and "step"
-    (the optimizer step of the checkpoint, or None for a `.keras` file).
+    (the optimizer step of the checkpoint or the one the compact file records, None for a
+    `.keras` file).
     """
+    if str(path).endswith(COMPACT_SUFFIX):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"No such model file: {path!r}.")
+        model, header = load_compact(path)
+        return model, {"source": str(path), "step": header["metadata"].get("step")}
     if str(path).endswith(".keras"):
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such .keras file: {path!r}.")
@@ -83,7 +127,8 @@ def load_model(path):
         model_dir = os.path.dirname(os.path.dirname(prefix))
     else:
         raise FileNotFoundError(
-            f"{path!r} is neither a run directory, a checkpoint prefix nor a .keras file."
+            f"{path!r} is neither a run directory, a checkpoint prefix, a .keras file nor a "
+            f"compact .npz file."
         )
     config = GQNConfig(**read_run_config(model_dir)["model"])
     model = GQN(config)

@@ -139,7 +139,7 @@ def test_five_parts_objects_are_self_avoiding_walks_of_five_cubes(tmp_path):
     assert [len(s) for s in _read_split(tmp_path, "shepard_metzler_5_parts", "train").values()] == [2]
 
 
-@pytest.mark.parametrize("name", ["rooms_ring_camera", "shepard_metzler"])
+@pytest.mark.parametrize("name", ["rooms", "shepard_metzler"])
 def test_other_datasets_cannot_be_synthesized(tmp_path, name):
     with pytest.raises(ValueError, match="Cannot synthesize dataset.*shepard_metzler_7_parts"):
         synthetic.synthesize(str(tmp_path), name, 1, 1)
@@ -161,7 +161,7 @@ def test_command_line_writes_shards_and_rejects_other_datasets(tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(os.listdir(tmp_path / "shepard_metzler_5_parts" / "train")) == [
         "1-of-2.tfrecord", "2-of-2.tfrecord"]
-    failed = subprocess.run([sys.executable, script, "--out", str(tmp_path), "--dataset", "jaco"],
+    failed = subprocess.run([sys.executable, script, "--out", str(tmp_path), "--dataset", "jac"],
                             capture_output=True, text=True)
     assert failed.returncode != 0
-    assert "Cannot synthesize dataset 'jaco'" in failed.stderr
+    assert "Cannot synthesize dataset 'jac'" in failed.stderr

@@ -24,5 +24,7 @@ def test_unknown_preset_and_field_are_named():
 def test_invalid_values_are_rejected():
     with pytest.raises(ValueError, match="Unknown representation 'cube'"):
         config.GQNConfig(representation="cube")
-    with pytest.raises(ValueError, match="multiple of 8"):
-        config.GQNConfig(image_size=60)
+    for size in (62, 4):
+        with pytest.raises(ValueError, match="multiple of 4 and at least 8.*--frame_size"):
+            config.GQNConfig(image_size=size)
+    assert config.GQNConfig(image_size=84).core_size == 21  # mazes
