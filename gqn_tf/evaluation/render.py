@@ -88,31 +88,27 @@ def make_path(kind, scene_cameras, num_frames, pitch=None):
     raise ValueError(f"Unknown path {kind!r}: use one of {', '.join(PATHS)}.")
 
 
-def render_path(model, context_frames, context_raw, query_raw, samples=4, seed=0,
-                batch_size=16):
+def render_path(model, context_frames, context_raw, query_raw, samples=4, seed=0):
     """Renders every query camera of one scene from its context.
 
     context_frames [M, H, W, 3] in [0, 1]; context_raw [M, 5] and query_raw [N, 5] raw cameras.
     Returns {"samples": [N, K, H, W, 3], "mean": [N, H, W, 3], "std": [N, H, W]} (std: over
-    samples, averaged over colour channels). Sample k of every query uses seed (seed, k), so a
-    sample is one hypothesis of the scene followed along the path; the same seed gives the same
-    images.
+    samples, averaged over colour channels). Each query is one batch of K copies, so sample k
+    gets the same latent noise at every camera (one hypothesis of the scene followed along the
+    path), and the same seed gives the same images.
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}.")
     context_frames = np.asarray(context_frames, np.float32)
     context_views = cameras_lib.transform_cameras(np.asarray(context_raw, np.float32)).numpy()
     queries = cameras_lib.transform_cameras(np.asarray(query_raw, np.float32)).numpy()
-    rendered = []
-    for start in range(0, len(queries), batch_size):
-        query = queries[start:start + batch_size]
-        n = len(query)
-        frames = np.broadcast_to(context_frames[None], (n, *context_frames.shape))
-        views = np.broadcast_to(context_views[None], (n, *context_views.shape))
-        rendered.append(np.stack([
-            model.generate(frames, views, query, seed=tf.constant([seed, k], tf.int32)).numpy()
-            for k in range(samples)], axis=1))
-    images = np.concatenate(rendered)
+    frames = np.broadcast_to(context_frames[None], (samples, *context_frames.shape))
+    views = np.broadcast_to(context_views[None], (samples, *context_views.shape))
+    pair = tf.constant([seed, 0], tf.int32)
+    images = np.stack([
+        model.generate(frames, views, np.broadcast_to(query, (samples, len(query))),
+                       seed=pair).numpy()
+        for query in queries])  # [N, K, H, W, 3]
     return {"samples": images, "mean": images.mean(axis=1),
             "std": images.std(axis=1).mean(axis=-1)}
 

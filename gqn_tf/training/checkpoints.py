@@ -65,6 +65,11 @@ COMPACT_SUFFIX = ".npz"
 _COMPACT_FORMAT = "gqn-tf compact weights 1"
 
 
+def _weight_names(model):
+    """The weights' paths without the model's own (uniquified) name: "representation/..."."""
+    return [v.path.split("/", 1)[-1] for v in model.weights]
+
+
 def save_compact(model, path, metadata=None):
     """Saves a GQN's config and weights, rounded to float16, in one `.npz` file (half the
     size of a `.keras` file, for shipping a pretrained model). `metadata`: a JSON-able dict
@@ -74,7 +79,7 @@ def save_compact(model, path, metadata=None):
     arrays = {f"weight_{i}": np.asarray(v.numpy(), np.float16)
               for i, v in enumerate(model.weights)}
     header = {"format": _COMPACT_FORMAT, "config": model.gqn_config.to_dict(),
-              "names": [v.path for v in model.weights], "metadata": metadata or {}}
+              "names": _weight_names(model), "metadata": metadata or {}}
     with open(path, "wb") as f:
         np.savez_compressed(f, header=np.array(json.dumps(header)), **arrays)
     return path
@@ -89,8 +94,7 @@ def load_compact(path):
         if header.get("format") != _COMPACT_FORMAT:
             raise ValueError(f"{path!r} is not a gqn-tf compact weights file.")
         model = GQN(GQNConfig(**header["config"]))
-        names = [v.path for v in model.weights]
-        if names != header["names"]:
+        if _weight_names(model) != header["names"]:
             raise ValueError(f"{path!r} holds other weights than a GQN of its config "
                              f"(written by another version?).")
         for i, variable in enumerate(model.weights):
