@@ -5,7 +5,7 @@ Prints scenes/s and frames/s of `make_dataset` at a fixed context size, the scen
 AUTOTUNE parallelism), and their ratio. The decode-only figure is the faster of two plain decode
 loops per batch (tf.map_fn, and the decode ops unrolled), so the baseline is as strong as plain
 tf.data decoding gets. Decoding plus the float32 conversion that the pipeline must also do
-(DESIGN.md §4) is timed too and printed for comparison; it is not a baseline of the ratio.
+(docs/design.md §4) is timed too and printed for comparison; it is not a baseline of the ratio.
 All are timed in alternating rounds and the medians compared, so load
 from other processes affects them alike; the process CPU time per scene (all threads) is
 printed beside them, a figure that depends much less on that load. Each round opens a fresh
@@ -76,7 +76,7 @@ def decode_only(files, info, batch_size, num_frames, loop, to_float=False, max_s
 
     `loop` is "map_fn" (a while loop over the JPEGs of a batch) or "unrolled" (one decode op
     per JPEG in the graph, which saves the per-iteration cost of the loop). `to_float` adds the
-    pipeline's conversion to float32 in [0, 1] (DESIGN.md §4), for comparison only.
+    pipeline's conversion to float32 in [0, 1] (docs/design.md §4), for comparison only.
     """
     rng = np.random.default_rng(0)
     jpegs = []

@@ -1,8 +1,8 @@
-"""The exported SavedModel (DESIGN.md §4): TF Serving signatures over a trained GQN.
+"""The exported SavedModel (docs/design.md §4): TF Serving signatures over a trained GQN.
 
 `GQNServingModule` wraps a model in a `tf.Module` whose `tf.function`s take what a client of
 the raw datasets holds: frames in [0, 1] (or JPEG bytes) and raw 5-dim cameras, which the graph
-maps to viewpoints with the pipeline's own `transform_cameras` (DESIGN.md §5). One export serves
+maps to viewpoints with the pipeline's own `transform_cameras` (docs/design.md §5). One export serves
 any batch size B and any number of context views M >= 0.
 
 Signatures (inputs → outputs):

@@ -28,7 +28,7 @@ def sample_dir():
 
 
 def random_batch(batch_size=2, context_size=3, image_size=64, seed=0):
-    """A batch in the pipeline's format (DESIGN.md §4) filled with random values."""
+    """A batch in the pipeline's format (docs/design.md §4) filled with random values."""
     rng = np.random.default_rng(seed)
     b, m, s = batch_size, context_size, image_size
     return {

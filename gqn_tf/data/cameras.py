@@ -1,4 +1,4 @@
-"""The one camera transform (DESIGN.md §5 "One camera transform").
+"""The one camera transform (docs/design.md §5 "One camera transform").
 
 The raw datasets store 5 numbers per view: x, y, z, yaw, pitch (radians). Every consumer
 (the input pipeline, the exported SavedModel signatures, client code) turns them into the

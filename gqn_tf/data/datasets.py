@@ -1,4 +1,4 @@
-"""The table of DeepMind's `gqn-datasets` (DESIGN.md §1): one row per dataset."""
+"""The table of DeepMind's `gqn-datasets` (docs/design.md §1): one row per dataset."""
 
 import dataclasses
 import os

@@ -1,4 +1,4 @@
-"""Copies DeepMind's `gqn-datasets` from the public bucket with `gsutil` (DESIGN.md §1).
+"""Copies DeepMind's `gqn-datasets` from the public bucket with `gsutil` (docs/design.md §1).
 
 The shard names come from the dataset table, so copying "the first N shards" needs no bucket
 listing, and shards already on disk are skipped: an interrupted copy resumes where it stopped.

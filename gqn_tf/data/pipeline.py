@@ -4,7 +4,7 @@ Two stages, so that other record sources (a TFDS builder) reuse the second one u
 
 - `read_records`: shard files -> a stream of serialized records, each carried with its shard
   file and its index in that shard (for error messages), shard order and records shuffled.
-- `scenes_from_records`: records -> batches of training dicts (DESIGN.md §4). Per scene it
+- `scenes_from_records`: records -> batches of training dicts (docs/design.md §4). Per scene it
   draws `context_size + 1` distinct views (the last drawn is the query), decodes only those
   JPEGs, and maps their cameras to 7-dim viewpoints with `cameras.transform_cameras`.
 
@@ -395,7 +395,7 @@ def make_dataset(name, root, split="train", batch_size=36, context_size=None, se
                  shuffle_buffer_size=1000, cycle_length=None, filenames=None):
     """The training/evaluation input of dataset `name` from `<root>/<name>/<split>/` shards.
 
-    Yields the dicts of `scenes_from_records` (DESIGN.md §4), prefetched. `seed` makes the
+    Yields the dicts of `scenes_from_records` (docs/design.md §4), prefetched. `seed` makes the
     whole stream (shard order, record shuffle, views, context sizes) reproducible. `repeat` is
     True (forever), False (one pass) or a number of passes. Bad records raise an error naming
     the shard file and record index unless `skip_bad_records`, which skips them and counts them

@@ -1,4 +1,4 @@
-"""The original record format and shard naming of `gqn-datasets` (DESIGN.md §1).
+"""The original record format and shard naming of `gqn-datasets` (docs/design.md §1).
 
 A record is an uncompressed `tf.train.Example` holding one scene: `frames`, S JPEG-encoded
 frames, and `cameras`, S * 5 floats (x, y, z, yaw, pitch per frame). Shards are named

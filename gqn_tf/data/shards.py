@@ -1,4 +1,4 @@
-"""Finds the shard files of one split of a dataset in the original layout (DESIGN.md §1).
+"""Finds the shard files of one split of a dataset in the original layout (docs/design.md §1).
 
 The real data hold `<root>/<dataset>/<split>/<i>-of-<n>.tfrecord` with `n` from the dataset table.
 The bundled sample and the synthetic generator write the same naming with a smaller `n`

@@ -1,4 +1,4 @@
-"""Synthetic Shepard-Metzler scenes written in the original `gqn-datasets` format (DESIGN.md §1).
+"""Synthetic Shepard-Metzler scenes written in the original `gqn-datasets` format (docs/design.md §1).
 
 Lets the whole pipeline run without the real data (a bundled sample, tests, smoke runs): the
 shards are written with `records.serialize_scene` under `<out>/<dataset>/<split>/` and named by

@@ -2,7 +2,7 @@
 
 `python -m gqn_tf.data.tfds_register` (gqn_tf/data/tfds_register.py) writes TFDS metadata beside
 links to the original shards, so `tfds.load(name, data_dir=tfds_dir)` reads them unchanged. The
-original `tf.train.Example`s (DESIGN.md §1) are exactly what `features()` serializes to: a Sequence
+original `tf.train.Example`s (docs/design.md §1) are exactly what `features()` serializes to: a Sequence
 of S JPEG Images is a bytes list of length S and a Tensor of shape [S * 5] a float list.
 
 `make_tfds_dataset` reads a (possibly sliced) split of a registered dataset through the same
@@ -118,7 +118,7 @@ def make_tfds_dataset(name, tfds_dir, split="train", batch_size=36, context_size
                       version=None):
     """`pipeline.make_dataset` with a registered TFDS dataset as the source of records.
 
-    Same arguments and output (DESIGN.md §4), plus TFDS split slicing ("test[:50%]") and the
+    Same arguments and output (docs/design.md §4), plus TFDS split slicing ("test[:50%]") and the
     `version` of the registration. Unsliced, the records stream equals `make_dataset`'s (same
     shards in the same order, same seeded shuffles), so the same seed gives the same tensors.
     """

@@ -30,7 +30,7 @@ def _scene_rows(context_frames, target, samples, reconstruction):
             for i in range(len(target))]
 
 
-def labelled_scene_grid(context_frames, target, samples, reconstruction, scale=2):
+def labelled_scene_grid(context_frames, target, samples, reconstruction, scale=1):
     """`scene_grid` with its columns labelled and a label per scene: uint8 [H', W', 3]."""
     rows = _scene_rows(context_frames, target, samples, reconstruction)
     return labelled_grid(rows, row_labels=[f"scene {i + 1}" for i in range(len(rows))],
@@ -50,7 +50,7 @@ def scene_grid(context_frames, target, samples, reconstruction):
 
 # Pixel std shown at full brightness in heat maps (an image in [0, 1] has std at most 0.5).
 HEAT_MAP_MAX = 0.25
-_LABEL_HEIGHT, _LABEL_WIDTH, _FONT_SIZE = 16, 64, 11
+LABEL_HEIGHT, LABEL_WIDTH, _FONT_SIZE = 16, 64, 11  # label margins (pixels)
 
 
 def heat_map(values, vmax=HEAT_MAP_MAX):
@@ -74,8 +74,8 @@ def labelled_grid(rows, row_labels=None, column_labels=None, scale=1):
     rows = [[np.repeat(np.repeat(np.asarray(image, np.float32), scale, 0), scale, 1)
              for image in row] for row in rows]
     grid = np.round(summaries.tile(rows)[0] * 255).astype(np.uint8)
-    top = _LABEL_HEIGHT if column_labels else 0
-    left = _LABEL_WIDTH if row_labels else 0
+    top = LABEL_HEIGHT if column_labels else 0
+    left = LABEL_WIDTH if row_labels else 0
     canvas = Image.new("RGB", (grid.shape[1] + left, grid.shape[0] + top), "white")
     canvas.paste(Image.fromarray(grid), (left, top))
     draw, font = ImageDraw.Draw(canvas), _font()

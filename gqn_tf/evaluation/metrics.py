@@ -1,7 +1,7 @@
 """Evaluation metrics: the ELBO terms and image errors of a GQN, per number of context views M.
 
-Per image, as in DESIGN.md §3: −ELBO, KL and NLL in nats and in bits per dimension, and, because
-the NLL has a floor set by σ (DESIGN.md §5), the mean squared error and PSNR of two mean images
+Per image, as in docs/design.md §3: −ELBO, KL and NLL in nats and in bits per dimension, and, because
+the NLL has a floor set by σ (docs/design.md §5), the mean squared error and PSNR of two mean images
 against the target: the prior sample of `generate` (Algorithm S3, what the model predicts from
 the context alone) and the reconstruction of the posterior pass (Algorithm S2). The KL between
 posterior and prior as M grows is the "Bayesian surprise" of the paper's Fig. 4B.
@@ -46,7 +46,7 @@ def psnr(mse, max_value=1.0):
 
 def nll_floor(sigma, num_dims):
     """The smallest Gaussian NLL of an image of `num_dims` values, in nats: the mean on the
-    target exactly, D · ½ ln(2πσ²) (DESIGN.md §5)."""
+    target exactly, D · ½ ln(2πσ²) (docs/design.md §5)."""
     return num_dims * 0.5 * math.log(2.0 * math.pi * sigma ** 2)
 
 
@@ -91,7 +91,7 @@ def slice_context(batch, num_context):
 class Evaluator:
     """The model's per-image metrics on a batch, compiled once for every batch size and M.
 
-    For a batch (DESIGN.md §4 format) it runs the posterior pass (ELBO terms, reconstruction)
+    For a batch (docs/design.md §4 format) it runs the posterior pass (ELBO terms, reconstruction)
     and the prior pass (generation) with the same seed, so that the latent noise is shared by
     both and by every M: along a curve only the context changes.
     """

@@ -1,4 +1,4 @@
-"""Model configuration (DESIGN.md §2) and the named presets `paper`, `small` and `tiny`."""
+"""Model configuration (docs/design.md §2) and the named presets `paper`, `small` and `tiny`."""
 
 import dataclasses
 

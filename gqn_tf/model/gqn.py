@@ -23,7 +23,7 @@ def _as_seed(seed):
 class GQN(keras.Model):
     """Representation network f, generator C^g with canvas u, inference C^e, heads η_π, η_e, η_g.
 
-    Inputs follow DESIGN.md §4: `context_frames` [B, M, H, W, 3] in [0, 1], `context_cameras`
+    Inputs follow docs/design.md §4: `context_frames` [B, M, H, W, 3] in [0, 1], `context_cameras`
     [B, M, 7], `query_camera` [B, 7] and, for the ELBO, `target` [B, H, W, 3]. Calling the model
     renders the query view from the prior (Algorithm S3) with `inputs["seed"]` (default 0).
     """
@@ -144,7 +144,7 @@ class GQN(keras.Model):
         kls = []
         for step in range(self.gqn_config.num_layers):
             # π_l reads h^g before this step's generator update; q_l reads the inference state
-            # just updated with x^q, h^g_l and u_l (DESIGN.md §5).
+            # just updated with x^q, h^g_l and u_l (docs/design.md §5).
             prior = distributions.normal(*self.prior_head(generator_state[1]))
             inference_state = self._core("inference", step)(
                 inference_inputs, generator_state[1], canvas, inference_state

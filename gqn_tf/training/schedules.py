@@ -1,7 +1,7 @@
 """Table S1: the optimiser constants and the annealing of the learning rate μ and pixel std σ.
 
 Both schedules are computed from the step counter as tensors, inside the compiled step, so they
-keep moving after tracing (DESIGN.md §5 "Frozen annealing").
+keep moving after tracing (docs/design.md §5 "Frozen annealing").
 """
 
 import dataclasses
@@ -12,7 +12,7 @@ from keras import ops
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig:
-    """The constants of Table S1 (DESIGN.md §3)."""
+    """The constants of Table S1 (docs/design.md §3)."""
 
     lr_initial: float = 5e-4  # μ_i
     lr_final: float = 5e-5  # μ_f

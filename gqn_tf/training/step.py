@@ -12,7 +12,7 @@ class TrainStep:
 
     Each replica sums its per-image losses and divides by the global batch size, and the
     optimizer sums gradients over replicas, so one device and N replicas make the same update
-    (DESIGN.md §5 "Loss scale under replicas"). σ_t is computed from `optimizer.iterations`
+    (docs/design.md §5 "Loss scale under replicas"). σ_t is computed from `optimizer.iterations`
     inside the step, and the latent noise of step s is seeded by (seed, s), so a resumed run
     draws what an uninterrupted one would. With `jit_compile` the forward and backward pass of
     each replica is compiled by XLA; the optimizer update stays outside it.

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from gqn_tf.data import shards
-from gqn_tf.evaluation import loop
+from gqn_tf.evaluation import figures, loop
 
 DATASET = "shepard_metzler_7_parts"
 SAMPLE_TEST_SCENES = 80  # 2 shards of 40
@@ -95,8 +95,9 @@ def test_pngs_decode(evaluation):
     curves = tf.io.decode_png(tf.io.read_file(str(output_dir / result["files"]["curves"])))
     assert curves.shape[0] > 100 and curves.shape[2] in (3, 4)
     grid = tf.io.decode_png(tf.io.read_file(str(output_dir / "grid_M03.png")))
-    # 3 scenes; 3 context views, blank, target, blank, 2 samples, blank, reconstruction.
-    assert grid.shape == (3 * 66 - 2, 10 * 66 - 2, 3)
+    # 3 scenes; 3 context views, blank, target, blank, 2 samples, blank, reconstruction; the
+    # column labels above and the scene labels left of it.
+    assert grid.shape == (figures.LABEL_HEIGHT + 3 * 66 - 2, figures.LABEL_WIDTH + 10 * 66 - 2, 3)
 
 
 def test_every_context_size_sees_the_same_scenes_and_query_with_growing_context(evaluation):
@@ -105,6 +106,7 @@ def test_every_context_size_sees_the_same_scenes_and_query_with_growing_context(
 
     def column(name, c):
         grid = tf.io.decode_png(tf.io.read_file(str(output_dir / name))).numpy()
+        grid = grid[figures.LABEL_HEIGHT:, figures.LABEL_WIDTH:]  # without the labels
         return grid[:, c * tile:c * tile + 64]
 
     # M = 1: view 0 | blank | target ...; M = 3: views 0, 1, 2 | blank | target ...

@@ -29,7 +29,7 @@ def test_psnr_of_a_perfect_image_is_finite():
 
 
 def test_bits_per_dim_of_the_nll_floor_matches_design():
-    # DESIGN.md §5: about 6,909 nats = 0.81 bits/dim at σ = 0.7 and 19,809 nats at σ = 2.
+    # docs/design.md §5: about 6,909 nats = 0.81 bits/dim at σ = 0.7 and 19,809 nats at σ = 2.
     dims = 64 * 64 * 3
     assert metrics.nll_floor(0.7, dims) == pytest.approx(6909, abs=1)
     assert metrics.nll_floor(2.0, dims) == pytest.approx(19809, abs=1)

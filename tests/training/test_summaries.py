@@ -46,7 +46,7 @@ def test_run_logs_every_scalar_each_step_and_sigma_anneals(run_events):
     bits = _scalar(run_events, "loss/bits_per_dim")
     assert bits[0][1] == pytest.approx(loss[0][1] / (64 * 64 * 3 * math.log(2)), rel=1e-6)
     sigma = [value for _, value in _scalar(run_events, "schedule/sigma")]
-    assert sigma[0] == 2.0 and sigma[-1] < sigma[0]  # not frozen (DESIGN.md §5)
+    assert sigma[0] == 2.0 and sigma[-1] < sigma[0]  # not frozen (docs/design.md §5)
     assert [step for step, _ in _scalar(run_events, "reconstruction/mse")] == [2, 4]
     assert [value for _, value in _scalar(run_events, "data/bad_records_skipped")] == [0] * 4
     assert all(value > 0 for _, value in _scalar(run_events, "speed/images_per_sec"))
@@ -89,5 +89,5 @@ def test_tile_pads_short_rows_with_white():
 def test_reconstruction_errors_and_the_nll_floor_in_bits():
     errors = summaries.reconstruction_errors(np.zeros((1, 2, 2, 3)), np.full((1, 2, 2, 3), 0.1))
     assert errors["mse"] == pytest.approx(0.01) and errors["psnr"] == pytest.approx(20.0)
-    floor = 64 * 64 * 3 * 0.5 * math.log(2 * math.pi * 2.0 ** 2)  # DESIGN.md §5, σ = 2
+    floor = 64 * 64 * 3 * 0.5 * math.log(2 * math.pi * 2.0 ** 2)  # docs/design.md §5, σ = 2
     assert summaries.bits_per_dim(floor, 64) == pytest.approx(2.33, abs=0.005)
