@@ -55,9 +55,13 @@ def _first_line(error):
     return line.strip() or type(error).__name__
 
 
+def _frames(serialized, num_views):
+    """The S JPEG strings of one serialized scene."""
+    return tf.io.parse_single_example(serialized, records.feature_spec(num_views))["frames"]
+
+
 def _decode_all(serialized, num_views):
-    frames = tf.io.parse_single_example(
-        serialized, {"frames": tf.io.FixedLenFeature([num_views], tf.string)})["frames"]
+    frames = _frames(serialized, num_views)
     return tf.stack([tf.shape(tf.io.decode_jpeg(frames[i], channels=3))
                      for i in range(num_views)])
 
@@ -65,8 +69,7 @@ def _decode_all(serialized, num_views):
 def _locate_frame(serialized, num_views, shard, index):
     """The first frame of one failing record that does not decode, as a BadRecord."""
     try:
-        frames = tf.io.parse_single_example(
-            serialized, {"frames": tf.io.FixedLenFeature([num_views], tf.string)})["frames"]
+        frames = _frames(serialized, num_views)
     except tf.errors.InvalidArgumentError as error:
         return BadRecord(shard, index, None, f"is not a scene with {num_views} frames "
                                              f"({_first_line(error)})")
