@@ -28,6 +28,11 @@ _DATA_DIR = flags.DEFINE_string(
     "Root of the data: shards are read from <data_dir>/<dataset>/train/. Default: where "
     "data/download.py puts them ($GQN_DATA_DIR or ~/gqn-datasets); data/sample for the "
     "bundled sample.")
+_TFDS_DIR = flags.DEFINE_string(
+    "tfds_dir", None,
+    "Read the train split through TFDS from the dataset registered under this directory "
+    "(python -m gqn_tf.data.tfds_register) instead of the shards under --data_dir. Same "
+    "records, same seeded order.")
 _CONTEXT_SIZE = flags.DEFINE_integer(
     "context_size", None,
     "Context views per scene. Default: drawn per batch uniformly from 0..--max_context_size "
@@ -160,10 +165,12 @@ def main(argv):
             checkpoint_every=_CHECKPOINT_EVERY.value, keep_checkpoints=_KEEP_CHECKPOINTS.value,
             num_images=_NUM_IMAGES.value, jit_compile=_JIT_COMPILE.value,
             mixed_precision=_MIXED_PRECISION.value, frame_size=frame_size,
-            skip_bad_records=_SKIP_BAD_RECORDS.value)
+            skip_bad_records=_SKIP_BAD_RECORDS.value,
+            tfds_dir=_TFDS_DIR.value and os.path.expanduser(_TFDS_DIR.value))
         loop.check_config(config)
         result = loop.train(model_config, config, schedule)
-    except (shards.DataNotFoundError, shards.ShardNamingError, loop.NonFiniteLossError) as error:
+    except (shards.DataNotFoundError, shards.ShardNamingError, loop.NonFiniteLossError,
+            FileNotFoundError) as error:
         raise cli.DataError(str(error)) from None
     except ValueError as error:
         raise cli.UserError(str(error)) from None

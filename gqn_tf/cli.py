@@ -73,10 +73,12 @@ def import_tensorflow():
 
 
 def _drop_library_info(record):
-    """Drops INFO lines that TensorFlow and Keras log through absl: nothing a user acts on."""
+    """Drops INFO lines that TensorFlow, Keras and TFDS log through absl: nothing a user acts
+    on (TFDS's "Failed to load dataset" precedes our own message on what to do)."""
     path = record.pathname.replace(os.sep, "/")
     return record.levelno >= _std_logging.WARNING or not any(
-        f"/{package}/" in path for package in ("tensorflow", "keras", "tf_keras"))
+        f"/{package}/" in path
+        for package in ("tensorflow", "keras", "tf_keras", "tensorflow_datasets"))
 
 
 def _script_name():

@@ -94,6 +94,12 @@ def _keep_in_ranges(records_ds, ranges):
     return records_ds.filter(keep)
 
 
+def split_files(name, tfds_dir, split="train", *, version=None):
+    """The original shard files that `split` of a registered dataset reads, in order."""
+    builder = load_builder(name, tfds_dir, version)
+    return _shard_ranges(builder.info.splits[split].file_instructions)[0]
+
+
 def read_split(name, tfds_dir, split="train", *, version=None, shuffle=True, seed=None,
                repeat=False, cycle_length=None, shuffle_buffer_size=1000,
                skip_bad_records=False, bad_record_counter=None):

@@ -51,6 +51,8 @@ class TrainConfig:
       dataset's own size. The model's `image_size` must equal the size the frames arrive at.
     skip_bad_records: skip (log once and count) damaged records instead of stopping on the
       first; every frame is then test-decoded, which slows the input pipeline.
+    tfds_dir: read the train split through the TFDS bridge (gqn_tf/data/tfds.py) from the
+      dataset registered under this directory instead of the shards under `data_dir`.
     """
 
     dataset: str = "shepard_metzler_7_parts"
@@ -71,6 +73,7 @@ class TrainConfig:
     shuffle_buffer_size: int = 1000
     frame_size: Optional[int] = None
     skip_bad_records: bool = False
+    tfds_dir: Optional[str] = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -249,9 +252,9 @@ def _check_same_model(model_dir, model_config):
 
 # The TrainConfig fields that define the input stream saved with each checkpoint.
 _INPUT_FIELDS = ("dataset", "data_dir", "batch_size", "context_size", "max_context_size",
-                 "seed", "shuffle_buffer_size", "frame_size", "skip_bad_records")
+                 "seed", "shuffle_buffer_size", "frame_size", "skip_bad_records", "tfds_dir")
 # Recorded only when set, so that runs from before these options resume with their stream.
-_OPTIONAL_INPUT_FIELDS = {"frame_size": None, "skip_bad_records": False}
+_OPTIONAL_INPUT_FIELDS = {"frame_size": None, "skip_bad_records": False, "tfds_dir": None}
 
 
 _INPUT_KEY = "input_settings/.ATTRIBUTES/VARIABLE_VALUE"
@@ -290,6 +293,25 @@ def _saving_on_error(save):
         raise
 
 
+def _training_input(config, seed, bad_records):
+    """(shard files, dataset) of the train split: the shards under `config.data_dir`, or the
+    registered TFDS dataset under `config.tfds_dir` when it is set."""
+    options = dict(
+        batch_size=config.batch_size, context_size=config.context_size,
+        max_context_size=config.max_context_size, seed=seed,
+        shuffle_buffer_size=config.shuffle_buffer_size, frame_size=config.frame_size,
+        skip_bad_records=config.skip_bad_records, bad_record_counter=bad_records)
+    if config.tfds_dir is None:
+        filenames = shards.list_shards(config.data_dir, config.dataset, "train")
+        return filenames, pipeline.make_dataset(
+            config.dataset, config.data_dir, "train", filenames=filenames, **options)
+    from gqn_tf.data import tfds as gqn_tfds  # imports tensorflow_datasets only when used
+
+    filenames = gqn_tfds.split_files(config.dataset, config.tfds_dir, "train")
+    return filenames, gqn_tfds.make_tfds_dataset(
+        config.dataset, config.tfds_dir, "train", **options)
+
+
 def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=None,
           progress_stream=None):
     """Trains (or resumes training) a GQN; returns a `TrainResult`.
@@ -311,14 +333,8 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     keras.utils.set_random_seed(config.seed)
     data_seed = config.seed if same_input else config.seed + 1_000_003 * resume_step
     info = datasets.get_dataset_info(config.dataset)
-    filenames = shards.list_shards(config.data_dir, config.dataset, "train")
     bad_records = pipeline.BadRecordCounter() if config.skip_bad_records else None
-    dataset = pipeline.make_dataset(
-        config.dataset, config.data_dir, "train", batch_size=config.batch_size,
-        context_size=config.context_size, max_context_size=config.max_context_size,
-        seed=data_seed, shuffle_buffer_size=config.shuffle_buffer_size,
-        frame_size=config.frame_size, filenames=filenames,
-        skip_bad_records=config.skip_bad_records, bad_record_counter=bad_records)
+    filenames, dataset = _training_input(config, data_seed, bad_records)
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.mixed_precision)
