@@ -24,9 +24,11 @@ class GeneratorCore(keras.layers.Layer):
         self.cell.build(inputs_shape)
         self.canvas_update.build((*inputs_shape[:-1], self.hidden_channels))
 
-    def call(self, inputs, state, canvas):
-        """inputs [B, h, w, *]; state (c^g, h^g) [B, h, w, hidden]; canvas u [B, 4h, 4w, canvas]."""
-        cell, hidden = self.cell(inputs, state)
+    def call(self, inputs, state, canvas, conditioning_gates=None):
+        """inputs [B, h, w, *] = [v^q, r, z_l], or z_l alone with the `conditioning_gates` of
+        [v^q, r] (conv_lstm.conditioning_gates); state (c^g, h^g) [B, h, w, hidden]; canvas u
+        [B, 4h, 4w, canvas]."""
+        cell, hidden = self.cell(inputs, state, conditioning_gates)
         return (cell, hidden), canvas + self.canvas_update(hidden)
 
     def get_config(self):
@@ -59,12 +61,13 @@ class InferenceCore(keras.layers.Layer):
             (batch, height, width, channels + self.hidden_channels + self.canvas_channels)
         )
 
-    def call(self, inputs, generator_hidden, canvas, state):
-        """inputs [B, h, w, *] = [x^q↓, v^q, r]; generator_hidden h^g; canvas u; state (c^e, h^e)."""
-        features = ops.concatenate(
-            [inputs, generator_hidden, self.canvas_downsample(canvas)], axis=-1
-        )
-        return self.cell(features, state)
+    def call(self, inputs, generator_hidden, canvas, state, conditioning_gates=None):
+        """inputs [B, h, w, *] = [x^q↓, v^q, r], or None with their `conditioning_gates`
+        (conv_lstm.conditioning_gates); generator_hidden h^g; canvas u; state (c^e, h^e)."""
+        features = [generator_hidden, self.canvas_downsample(canvas)]
+        if conditioning_gates is None:
+            features.insert(0, inputs)
+        return self.cell(ops.concatenate(features, axis=-1), state, conditioning_gates)
 
     def get_config(self):
         return {

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from gqn_tf.model import distributions
+from gqn_tf.model import conv_lstm, distributions
 from gqn_tf.model.config import GQNConfig
 from gqn_tf.model.cores import GeneratorCore, InferenceCore
 from gqn_tf.model.representation import SceneRepresentation, make_representation_network
@@ -26,7 +26,14 @@ class GQN(keras.Model):
     Inputs follow docs/design.md §4: `context_frames` [B, M, H, W, 3] in [0, 1], `context_cameras`
     [B, M, 7], `query_camera` [B, 7] and, for the ELBO, `target` [B, H, W, 3]. Calling the model
     renders the query view from the prior (Algorithm S3) with `inputs["seed"]` (default 0).
+
+    The cores' gates from the step-invariant inputs (v^q, r, x^q↓) are computed once per pass,
+    by the factorisation in gqn_tf/model/conv_lstm.py; `factorise_conditioning = False` (on the
+    class or one model) convolves the concatenated inputs at every step instead, the plain
+    definition that the factorised path equals within float rounding (tests, benchmarks).
     """
+
+    factorise_conditioning = True
 
     def __init__(self, config=None, **kwargs):
         super().__init__(**kwargs)
@@ -99,14 +106,29 @@ class GQN(keras.Model):
         return self.representation(frames, cameras)
 
     def _conditioning(self, context_frames, context_cameras, query_camera):
-        """v^q and r broadcast to the core grid: [B, h, w, 7 + r_channels]."""
-        size = self.gqn_config.core_size
+        """The step-invariant conditioning [v^q, r]: v^q [B, 7]; r [B, r_channels] when it is
+        constant over the core grid (pool, pyramid), else [B, h, w, r_channels] (tower)."""
         r = self.represent(context_frames, context_cameras)
-        batch = ops.shape(r)[0]
-        r = ops.broadcast_to(r, (batch, size, size, r.shape[-1]))
-        v = ops.cast(query_camera, self.compute_dtype)[:, None, None, :]
-        v = ops.broadcast_to(v, (batch, size, size, CAMERA_DIM))
-        return ops.concatenate([v, r], axis=-1)
+        if self.gqn_config.representation != "tower":
+            r = r[:, 0, 0, :]
+        return [ops.cast(query_camera, self.compute_dtype), r]
+
+    def _on_grid(self, pieces):
+        """`pieces` broadcast to the core grid and concatenated: [B, h, w, channels]."""
+        size = self.gqn_config.core_size
+        batch = ops.shape(pieces[0])[0]
+        return ops.concatenate([
+            ops.broadcast_to(p[:, None, None, :], (batch, size, size, p.shape[-1]))
+            if len(p.shape) == 2 else p for p in pieces], axis=-1)
+
+    def _conditioning_gates(self, kind, pieces):
+        """For each step, its `kind` ("generator" or "inference") core's gates from `pieces`
+        (conv_lstm.conditioning_gates), all cores in one pass."""
+        c = self.gqn_config
+        cores = self.generator_cores if kind == "generator" else self.inference_cores
+        gates = conv_lstm.conditioning_gates(
+            [core.cell for core in cores], pieces, c.core_size, c.core_size)
+        return [gates[0 if c.shared_cores else step] for step in range(c.num_layers)]
 
     def _initial_states(self, batch):
         c = self.gqn_config
@@ -138,7 +160,15 @@ class GQN(keras.Model):
         )
         target = ops.cast(batch["target"], self.compute_dtype)
         size = ops.shape(target)[0]
-        inference_inputs = ops.concatenate([self.target_downsample(target), conditioning], -1)
+        invariant = [self.target_downsample(target), *conditioning]  # what C^e reads each step
+        if self.factorise_conditioning:
+            generator_gates = self._conditioning_gates("generator", conditioning)
+            inference_gates = self._conditioning_gates("inference", invariant)
+            inference_inputs = None
+        else:
+            generator_gates = inference_gates = [None] * self.gqn_config.num_layers
+            conditioning = self._on_grid(conditioning)
+            inference_inputs = self._on_grid(invariant)
         generator_state, inference_state, canvas = self._initial_states(size)
         noise = self._noise(seed, size, batch_offset, global_batch_size)
         kls = []
@@ -147,16 +177,22 @@ class GQN(keras.Model):
             # just updated with x^q, h^g_l and u_l (docs/design.md §5).
             prior = distributions.normal(*self.prior_head(generator_state[1]))
             inference_state = self._core("inference", step)(
-                inference_inputs, generator_state[1], canvas, inference_state
+                inference_inputs, generator_state[1], canvas, inference_state,
+                inference_gates[step]
             )
             posterior = distributions.normal(*self.posterior_head(inference_state[1]))
             z = ops.cast(distributions.sample(posterior, noise[step]), self.compute_dtype)
             # z_l feeds C^g (Fig. S2), which Algorithm S2 line 19 leaves out.
-            generator_state, canvas = self._core("generator", step)(
-                ops.concatenate([conditioning, z], -1), generator_state, canvas
-            )
+            generator_state, canvas = self._generator_step(
+                step, conditioning, z, generator_state, canvas, generator_gates[step])
             kls.append(distributions.kl_divergence(posterior, prior))
         return self._observe(canvas), ops.stack(kls, axis=1)
+
+    def _generator_step(self, step, conditioning, z, state, canvas, gates):
+        """C^g of step `step` on z_l, with the conditioning's `gates`, or (gates None) on the
+        concatenation of the broadcast conditioning and z_l."""
+        inputs = z if gates is not None else ops.concatenate([conditioning, z], -1)
+        return self._core("generator", step)(inputs, state, canvas, gates)
 
     def elbo_terms(self, batch, sigma, seed, batch_offset=0, global_batch_size=None):
         """The ELBO of a batch, per image in nats (Algorithm S2).
@@ -184,15 +220,18 @@ class GQN(keras.Model):
     def generate(self, context_frames, context_cameras, query_camera, seed=0):
         """Renders the query view with latents from the prior: [B, H, W, 3] in [0, 1]."""
         conditioning = self._conditioning(context_frames, context_cameras, query_camera)
-        size = ops.shape(conditioning)[0]
+        size = ops.shape(conditioning[0])[0]
+        if self.factorise_conditioning:
+            gates = self._conditioning_gates("generator", conditioning)
+        else:
+            gates, conditioning = [None] * self.gqn_config.num_layers, self._on_grid(conditioning)
         generator_state, _, canvas = self._initial_states(size)
         noise = self._noise(seed, size)
         for step in range(self.gqn_config.num_layers):
             prior = distributions.normal(*self.prior_head(generator_state[1]))
             z = ops.cast(distributions.sample(prior, noise[step]), self.compute_dtype)
-            generator_state, canvas = self._core("generator", step)(
-                ops.concatenate([conditioning, z], -1), generator_state, canvas
-            )
+            generator_state, canvas = self._generator_step(
+                step, conditioning, z, generator_state, canvas, gates[step])
         return self._observe(canvas)
 
     def call(self, inputs, training=None):

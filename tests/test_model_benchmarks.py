@@ -1,0 +1,58 @@
+"""The training-step and generation benchmarks run end to end on a tiny model and report one
+figure per configuration and variant. What they print is checked, never how fast anything is."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(script, *flags):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / script), "--preset", "tiny", *flags],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    return result
+
+
+def test_train_step_benchmark_times_both_variants_of_each_configuration():
+    result = _run("train_step.py", "--representation", "tower,pool", "--mixed_precision",
+                  "float32,mixed_bfloat16", "--steps", "2", "--batch_size", "2",
+                  "--context_size", "2")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    found = {(r["representation"], r["policy"], r["variant"]) for r in figures["results"]}
+    assert found == {(rep, policy, variant) for rep in ("tower", "pool")
+                     for policy in ("float32", "mixed_bfloat16")
+                     for variant in ("plain", "factorised")}
+    for run in figures["results"]:
+        assert run["step_s"] > 0 and run["images_per_s"] > 0, run
+    by_key = {(r["representation"], r["policy"], r["variant"]): r["step_s"]
+              for r in figures["results"]}
+    assert figures["ratios"]["pool/float32"] == pytest.approx(
+        by_key["pool", "float32", "factorised"] / by_key["pool", "float32", "plain"], abs=2e-3)
+    assert figures["ratios"]["pool_over_tower/mixed_bfloat16"] == pytest.approx(
+        by_key["pool", "mixed_bfloat16", "factorised"]
+        / by_key["tower", "mixed_bfloat16", "factorised"], abs=2e-3)
+
+
+def test_generate_benchmark_reports_ms_per_image_for_each_batch_size():
+    result = _run("generate.py", "--representation", "pyramid", "--batch_sizes", "1,3",
+                  "--rounds", "2", "--context_size", "2")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(figures["results"]) == 4
+    for run in figures["results"]:
+        assert run["ms_per_image"] == pytest.approx(run["ms_per_call"] / run["batch_size"],
+                                                    abs=0.02)
+    assert set(figures["ratios"]) == {"pyramid/float32/B1", "pyramid/float32/B3"}
+
+
+def test_benchmarks_name_an_unknown_representation():
+    result = _run("generate.py", "--representation", "voxels", "--rounds", "1")
+    assert result.returncode != 0
+    assert "--representation 'voxels'" in result.stderr
+    assert "Traceback" not in result.stderr
