@@ -24,11 +24,11 @@ class GeneratorCore(keras.layers.Layer):
         self.cell.build(inputs_shape)
         self.canvas_update.build((*inputs_shape[:-1], self.hidden_channels))
 
-    def call(self, inputs, state, canvas, conditioning_gates=None):
-        """inputs [B, h, w, *] = [v^q, r, z_l], or z_l alone with the `conditioning_gates` of
+    def call(self, inputs, state, canvas, conditioning=None):
+        """inputs [B, h, w, *] = [v^q, r, z_l], or z_l alone with the `conditioning` of
         [v^q, r] (conv_lstm.conditioning_gates); state (c^g, h^g) [B, h, w, hidden]; canvas u
         [B, 4h, 4w, canvas]."""
-        cell, hidden = self.cell(inputs, state, conditioning_gates)
+        cell, hidden = self.cell(inputs, state, conditioning)
         return (cell, hidden), canvas + self.canvas_update(hidden)
 
     def get_config(self):
@@ -61,13 +61,13 @@ class InferenceCore(keras.layers.Layer):
             (batch, height, width, channels + self.hidden_channels + self.canvas_channels)
         )
 
-    def call(self, inputs, generator_hidden, canvas, state, conditioning_gates=None):
-        """inputs [B, h, w, *] = [x^q↓, v^q, r], or None with their `conditioning_gates`
+    def call(self, inputs, generator_hidden, canvas, state, conditioning=None):
+        """inputs [B, h, w, *] = [x^q↓, v^q, r], or None with their `conditioning`
         (conv_lstm.conditioning_gates); generator_hidden h^g; canvas u; state (c^e, h^e)."""
         features = [generator_hidden, self.canvas_downsample(canvas)]
-        if conditioning_gates is None:
+        if conditioning is None:
             features.insert(0, inputs)
-        return self.cell(ops.concatenate(features, axis=-1), state, conditioning_gates)
+        return self.cell(ops.concatenate(features, axis=-1), state, conditioning)
 
     def get_config(self):
         return {

@@ -122,12 +122,12 @@ class GQN(keras.Model):
             if len(p.shape) == 2 else p for p in pieces], axis=-1)
 
     def _conditioning_gates(self, kind, pieces):
-        """For each step, its `kind` ("generator" or "inference") core's gates from `pieces`
-        (conv_lstm.conditioning_gates), all cores in one pass."""
+        """For each step, the `conditioning` of its `kind` ("generator" or "inference") core
+        from `pieces` (conv_lstm.conditioning_gates), each core's computed once."""
         c = self.gqn_config
         cores = self.generator_cores if kind == "generator" else self.inference_cores
-        gates = conv_lstm.conditioning_gates(
-            [core.cell for core in cores], pieces, c.core_size, c.core_size)
+        gates = [conv_lstm.conditioning_gates(core.cell, pieces, c.core_size, c.core_size)
+                 for core in cores]
         return [gates[0 if c.shared_cores else step] for step in range(c.num_layers)]
 
     def _initial_states(self, batch):
