@@ -82,6 +82,11 @@ _EPSILON = flags.DEFINE_float("epsilon", 1e-8, "Adam ε.")
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Run directory: checkpoints, run_config.json and TensorBoard events. "
     "Training resumes from its latest checkpoint.", required=True)
+_INIT_FROM = flags.DEFINE_string(
+    "init_from", None, "Start a new run from a trained model's weights (a compact .npz such as "
+    "pretrained/gqn_sm7_32.npz, a .keras file or a run directory) at the step it records, so "
+    "the learning-rate and σ schedules continue; Adam's moments start afresh. The model flags "
+    "must match it. Ignored once --model_dir has a checkpoint (the run resumes from that).")
 _MAX_STEPS = flags.DEFINE_integer(
     "max_steps", 2_000_000, "Train until this many updates (Table S1: 2e6).", lower_bound=1)
 _SEED = flags.DEFINE_integer(
@@ -166,7 +171,8 @@ def main(argv):
             num_images=_NUM_IMAGES.value, jit_compile=_JIT_COMPILE.value,
             mixed_precision=_MIXED_PRECISION.value, frame_size=frame_size,
             skip_bad_records=_SKIP_BAD_RECORDS.value,
-            tfds_dir=_TFDS_DIR.value and os.path.expanduser(_TFDS_DIR.value))
+            tfds_dir=_TFDS_DIR.value and os.path.expanduser(_TFDS_DIR.value),
+            init_from=_INIT_FROM.value and os.path.expanduser(_INIT_FROM.value))
         loop.check_config(config)
         result = loop.train(model_config, config, schedule)
     except (shards.DataNotFoundError, shards.ShardNamingError, loop.NonFiniteLossError,

@@ -53,6 +53,10 @@ class TrainConfig:
       first; every frame is then test-decoded, which slows the input pipeline.
     tfds_dir: read the train split through the TFDS bridge (gqn_tf/data/tfds.py) from the
       dataset registered under this directory instead of the shards under `data_dir`.
+    init_from: a trained model (compact .npz, .keras file, run directory or checkpoint
+      prefix, as `checkpoints.load_model` reads) whose weights a new run starts from, at the
+      step it records (so μ and σ continue their schedules; Adam's moments start at zero). A
+      run that already has a checkpoint in `model_dir` resumes from it and ignores this.
     """
 
     dataset: str = "shepard_metzler_7_parts"
@@ -74,6 +78,7 @@ class TrainConfig:
     frame_size: Optional[int] = None
     skip_bad_records: bool = False
     tfds_dir: Optional[str] = None
+    init_from: Optional[str] = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -293,6 +298,24 @@ def _saving_on_error(save):
         raise
 
 
+def _initial_model(config, model_config, resume_from):
+    """(model, step) that a new run with `config.init_from` starts from, else (None, 0)."""
+    if resume_from is not None or config.init_from is None:
+        if resume_from is not None and config.init_from is not None:
+            logging.info("Resuming from %s; --init_from %s is not read.", resume_from,
+                         config.init_from)
+        return None, 0
+    model, info = checkpoints.load_model(config.init_from)
+    if model.gqn_config != model_config:
+        changed = {k: (v, model_config.to_dict()[k]) for k, v in model.gqn_config.to_dict().items()
+                   if model_config.to_dict()[k] != v}
+        raise ValueError(
+            f"--init_from {config.init_from} holds another model config (field: (its, "
+            f"requested)): {changed}. Pass the --preset, --model and --frame_size it was "
+            f"trained with.")
+    return model, info["step"] or 0
+
+
 def _training_input(config, seed, bad_records):
     """(shard files, dataset) of the train split: the shards under `config.data_dir`, or the
     registered TFDS dataset under `config.tfds_dir` when it is set."""
@@ -329,6 +352,9 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     settings = _input_settings(config)
     saved_settings, resume_step = _saved_input(resume_from) if resume_from else (settings, 0)
     same_input = saved_settings == settings
+    initial_model, initial_step = _initial_model(config, model_config, resume_from)
+    if initial_step:  # a new input stream, not the one a run from step 0 would replay
+        same_input, resume_step = False, initial_step
     # Before the dataset too: tf.data's seeded shuffles also read the global seed.
     keras.utils.set_random_seed(config.seed)
     data_seed = config.seed if same_input else config.seed + 1_000_003 * resume_step
@@ -378,6 +404,12 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                 "The input settings differ from the saved run's (%s, now %s), so the input "
                 "pipeline starts afresh (seed %d) instead of continuing where it stopped.",
                 saved_settings, settings, data_seed)
+    elif initial_model is not None:
+        for variable, value in zip(model.weights, initial_model.weights):
+            variable.assign(value)
+        optimizer.iterations.assign(initial_step)
+        logging.info("Starting from the weights of %s at step %d.", config.init_from,
+                     initial_step)
     checkpoints.write_run_config(
         config.model_dir, model_config, dataset=config.dataset, data_dir=config.data_dir,
         train=config.to_dict(), schedule=dataclasses.asdict(schedule))

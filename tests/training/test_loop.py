@@ -118,3 +118,36 @@ def test_resume_with_another_batch_size_restarts_only_the_input(sample_dir, tmp_
                          strategy=_one_device())
     assert resumed.step == 2 and np.isfinite(resumed.metrics["loss"])
     assert checkpoints.read_run_config(str(tmp_path))["train"]["batch_size"] == 2
+
+
+def test_init_from_starts_a_new_run_from_the_weights_and_step_of_another(sample_dir, tmp_path):
+    loop.train(TINY, _config(sample_dir, tmp_path / "first", max_steps=2), strategy=_one_device())
+    compact = checkpoints.save_compact(
+        checkpoints.load_model(str(tmp_path / "first"))[0], str(tmp_path / "first.npz"),
+        metadata={"step": 2})
+    for name, source in (("from_run", str(tmp_path / "first")), ("from_compact", compact)):
+        model_dir = tmp_path / name
+        # max_steps 2: no update, so the saved run holds exactly the weights it started from.
+        start = loop.train(TINY, _config(sample_dir, model_dir, max_steps=2, init_from=source),
+                           strategy=_one_device())
+        assert start.step == 2 and start.checkpoint.endswith("ckpt-2")
+        expected, _ = checkpoints.load_model(source)
+        got, info = checkpoints.load_model(str(model_dir))
+        assert info["step"] == 2
+        for a, b in zip(expected.weights, got.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        # It then trains on, with σ where the schedule is at step 2, not at step 0.
+        more = loop.train(TINY, _config(sample_dir, model_dir, max_steps=3, init_from=source),
+                          strategy=_one_device())
+        assert more.step == 3
+        assert more.metrics["sigma"] == pytest.approx(
+            float(schedules.pixel_std(2, schedules.ScheduleConfig())), rel=1e-6)
+
+
+def test_init_from_a_model_of_another_config_is_refused_before_training(sample_dir, tmp_path):
+    loop.train(TINY, _config(sample_dir, tmp_path / "first", max_steps=1), strategy=_one_device())
+    other = dataclasses.replace(TINY, z_channels=TINY.z_channels + 1)
+    with pytest.raises(ValueError, match="z_channels"):
+        loop.train(other, _config(sample_dir, tmp_path / "second",
+                                  init_from=str(tmp_path / "first")), strategy=_one_device())
+    assert checkpoints.latest_checkpoint(str(tmp_path / "second")) is None
