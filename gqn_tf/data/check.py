@@ -9,6 +9,7 @@ The training and evaluation loops call it when a batch fails to decode, and
 `python -m gqn_tf.data.check` runs it over a whole split (to check a download).
 """
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -135,6 +136,18 @@ def describe_input_error(error, filenames, num_views):
     if message.startswith("Frames are not"):
         return BadDataError(f"{message.replace('frame_size', '--frame_size')}.")
     return BadDataError(f"{message}. {ADVICE}")
+
+
+@contextlib.contextmanager
+def naming_bad_records(filenames, num_views, on_error=None):
+    """Turns a TensorFlow data error raised in the block (reading `filenames`) into the
+    BadDataError of `describe_input_error`, after calling `on_error()` when given."""
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+        if on_error is not None:
+            on_error()
+        raise describe_input_error(error, filenames, num_views) from None
 
 
 def main(argv=None):

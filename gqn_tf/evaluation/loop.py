@@ -245,11 +245,10 @@ def _named_errors(dataset, filenames, info):
     iterator = iter(dataset)
     while True:
         try:
-            batch = next(iterator)
+            with check.naming_bad_records(filenames, info.sequence_size):
+                batch = next(iterator)
         except StopIteration:
             return
-        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-            raise check.describe_input_error(error, filenames, info.sequence_size) from None
         yield batch
 
 
@@ -261,11 +260,9 @@ def evaluate(config):
     max_context, grid_sizes = _check(config, info)
     filenames = shards.list_shards(config.data_dir, config.dataset, config.split)
     directory = os.path.dirname(str(filenames[0]))
-    try:
+    with check.naming_bad_records(filenames, info.sequence_size):
         num_scenes = count_scenes(filenames, config.num_scenes or DEFAULT_MAX_SCENES,
                                   config.skip_bad_records)
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-        raise check.describe_input_error(error, filenames, info.sequence_size) from None
     if config.num_scenes is None:
         if num_scenes == DEFAULT_MAX_SCENES:
             logging.info("Evaluating the first %d scenes of %s (the default cap); set "

@@ -446,11 +446,8 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
         logging.info("Saved checkpoint %s.", last_checkpoint)
 
     def next_batch():
-        try:
+        with check.naming_bad_records(filenames, info.sequence_size, on_error=progress.end):
             return next(iterator)
-        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-            progress.end()
-            raise check.describe_input_error(error, filenames, info.sequence_size) from None
 
     def save_before_failing(error):
         """Any error after trained steps saves them first, unless the weights are not finite."""
