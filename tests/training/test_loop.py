@@ -42,8 +42,11 @@ def test_two_replicas_make_the_same_update_as_one_device(sample_dir, tmp_path):
                                rtol=1e-5)
     one, _ = checkpoints.load_model(str(tmp_path / "one"))
     two, _ = checkpoints.load_model(str(tmp_path / "two"))
+    # Adam divides each gradient by its running RMS, so for a weight whose gradient is near
+    # zero the all-reduce's different summation order can move it by a few percent of one
+    # step (the learning rate is 5e-4): hence atol, far below what a wrong update gives.
     for a, b in zip(one.weights, two.weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=3e-5)
 
 
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(sample_dir, tmp_path):
