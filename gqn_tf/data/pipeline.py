@@ -217,7 +217,7 @@ def check_context_size(info, context_size, max_context_size=None):
 def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
                         max_context_size=None, seed=None, frame_size=None, drop_remainder=True,
                         skip_bad_records=False, bad_record_counter=None,
-                        num_parallel_calls=AUTOTUNE):
+                        num_parallel_calls=AUTOTUNE, rows=None):
     """Turns a dataset of serialized scene records into batches of training dicts.
 
     `records_ds` yields scalar strings (serialized Examples in the original format) or the dicts
@@ -226,6 +226,10 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
     `query_camera` [B, 7] and `target` [B, H, W, 3]. With `context_size=None`, M is drawn per
     batch uniformly from 0..`max_context_size` (default S - 1), as in Algorithm S1; the whole
     batch shares it. `seed=None` draws a fresh seed, so runs differ.
+
+    rows: (start, stop) to yield only those rows of each batch of `batch_size` scenes, and
+    decode only theirs: M and the views are drawn for the whole batch first, so the rows are
+    exactly those a one-process run would give the replicas of one worker of several.
     """
     if isinstance(info, str):
         info = datasets.get_dataset_info(info)
@@ -321,10 +325,9 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
 
         return frames, raw, ok, describe
 
-    def make_batch(batch_number, frames, raw):
-        """Draws M and the views, decodes the chosen frames and transforms their cameras."""
+    def choose(batch_number, frames, raw):
+        """Draws M and the views of a batch: the chosen JPEGs and their cameras, undecoded."""
         n = tf.shape(frames)[0]
-        static_n = frames.shape[0]  # known when batches have a fixed size (drop_remainder)
         if context_size is None:
             num_context = tf.random.stateless_uniform(
                 [], seed=tf.stack([tf.constant(seed, tf.int64), 2 * batch_number + 1]),
@@ -337,11 +340,22 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
             [n, num_views], seed=tf.stack([tf.constant(seed, tf.int64), 2 * batch_number]))
         views = tf.argsort(noise, axis=1)[:, : num_context + 1]  # [n, M + 1]
         viewpoints = cameras_lib.transform_cameras(tf.gather(raw, views, batch_dims=1))
+        return {
+            "context_jpegs": tf.gather(frames, views[:, :num_context], batch_dims=1),  # [n, M]
+            "target_jpegs": tf.gather(frames, views[:, num_context], batch_dims=1),    # [n]
+            "context_cameras": viewpoints[:, :num_context],         # [n, M, 7]
+            "query_camera": viewpoints[:, num_context],             # [n, 7]
+        }
+
+    def decode(chosen):
+        """Decodes the chosen JPEGs: the training dict."""
+        static_n = chosen["target_jpegs"].shape[0]  # known for fixed-size batches
+        n = tf.shape(chosen["target_jpegs"])[0]
+        num_context = tf.shape(chosen["context_jpegs"])[1]
         size = frame_size or info.frame_size
 
-        def frames_of(chosen, shape):  # [n, k] view indices -> float32 frames `shape`
-            jpegs = tf.reshape(tf.gather(frames, chosen, batch_dims=1), [-1])  # [n * k]
-            images = _decode_jpegs(jpegs, static_n, info.frame_size)  # [n * k, h, w, 3]
+        def frames_of(jpegs, shape):  # JPEGs [n, ...] -> float32 frames `shape`
+            images = _decode_jpegs(tf.reshape(jpegs, [-1]), static_n, info.frame_size)
             if frame_size is not None:
                 images = tf.image.resize(images, [frame_size, frame_size], method="bilinear")
                 images = images / 255.0
@@ -353,14 +367,37 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
                     images = _to_unit_float(images)
             return tf.reshape(images, shape)
 
+        if context_size is not None:
+            num_context = context_size
         # Context and target are decoded into their own tensors, so neither is sliced (copied)
         # out of a joint one.
         return {
-            "context_frames": frames_of(views[:, :num_context], [n, num_context, size, size, 3]),
-            "context_cameras": viewpoints[:, :num_context],         # [n, M, 7]
-            "query_camera": viewpoints[:, num_context],             # [n, 7]
-            "target": frames_of(views[:, num_context], [n, size, size, 3]),
+            "context_frames": frames_of(chosen["context_jpegs"], [n, num_context, size, size, 3]),
+            "context_cameras": chosen["context_cameras"],
+            "query_camera": chosen["query_camera"],
+            "target": frames_of(chosen["target_jpegs"], [n, size, size, 3]),
         }
+
+    def batches(dataset, scenes_of):
+        """Batches from `dataset`, whose elements `scenes_of` turns into (batch number, frames,
+        raw): decoded whole, or with `rows` only the rows [start, stop) of each, after a
+        prefetch of the undecoded batches. The decoding map then runs in step with the consumer
+        and holds no buffer, so the iterator's state (what a checkpoint saves) is the same for
+        every row range."""
+        if rows is None:
+            return dataset.map(lambda *e: decode(choose(*scenes_of(*e))),
+                               num_parallel_calls=num_parallel_calls)
+        start, stop = rows
+        chosen = dataset.map(lambda *e: choose(*scenes_of(*e)),
+                             num_parallel_calls=num_parallel_calls)
+        decoded = chosen.prefetch(AUTOTUNE).map(
+            lambda c: decode({name: value[start:stop] for name, value in c.items()}))
+        # tf.data would otherwise run that map in parallel or prefetch after it, both of which
+        # buffer decoded rows that another worker could not use.
+        options = tf.data.Options()
+        options.experimental_optimization.map_parallelization = False
+        options.experimental_optimization.inject_prefetch = False
+        return decoded.with_options(options)
 
     if skip_bad_records:
         def drop_bad(chunk_number, chunk):
@@ -378,21 +415,20 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         scenes = records_ds.batch(batch_size).enumerate().map(
             drop_bad, num_parallel_calls=num_parallel_calls)
         scenes = scenes.unbatch().batch(batch_size, drop_remainder=drop_remainder)
-        return scenes.enumerate().map(lambda b, s: make_batch(b, *s),
-                                      num_parallel_calls=num_parallel_calls)
+        return batches(scenes.enumerate(), lambda b, s: (b, *s))
 
-    def check_and_make_batch(batch_number, chunk):
+    def parse_strictly(batch_number, chunk):
         frames, raw, _, _ = parse(batch_number, chunk, strict=True)
-        return make_batch(batch_number, frames, raw)
+        return batch_number, frames, raw
 
     scenes = records_ds.batch(batch_size, drop_remainder=drop_remainder).enumerate()
-    return scenes.map(check_and_make_batch, num_parallel_calls=num_parallel_calls)
+    return batches(scenes, parse_strictly)
 
 
 def make_dataset(name, root, split="train", batch_size=36, context_size=None, seed=None,
                  frame_size=None, shuffle=True, repeat=True, skip_bad_records=False,
                  bad_record_counter=None, max_context_size=None, drop_remainder=True,
-                 shuffle_buffer_size=1000, cycle_length=None, filenames=None):
+                 shuffle_buffer_size=1000, cycle_length=None, filenames=None, rows=None):
     """The training/evaluation input of dataset `name` from `<root>/<name>/<split>/` shards.
 
     Yields the dicts of `scenes_from_records` (docs/design.md §4), prefetched. `seed` makes the
@@ -400,7 +436,9 @@ def make_dataset(name, root, split="train", batch_size=36, context_size=None, se
     True (forever), False (one pass) or a number of passes. Bad records raise an error naming
     the shard file and record index unless `skip_bad_records`, which skips them and counts them
     in `bad_record_counter` (a `BadRecordCounter`, created and only logged if not given).
-    `filenames`: the split's shard files when the caller has listed them already.
+    `filenames`: the split's shard files when the caller has listed them already. `rows`:
+    (start, stop), one worker's rows of each batch (`scenes_from_records`), not prefetched
+    after decoding so that every worker's iterator saves the same state.
     """
     info = datasets.get_dataset_info(name)
     check_context_size(info, context_size, max_context_size)
@@ -416,7 +454,7 @@ def make_dataset(name, root, split="train", batch_size=36, context_size=None, se
         records_ds, info, batch_size=batch_size, context_size=context_size,
         max_context_size=max_context_size, seed=seed, frame_size=frame_size,
         drop_remainder=drop_remainder, skip_bad_records=skip_bad_records,
-        bad_record_counter=bad_record_counter)
+        bad_record_counter=bad_record_counter, rows=rows)
     if skip_bad_records:
         # The counter's variable and log call are state outside the iterator; a checkpoint of
         # the iterator leaves them out (the training loop checkpoints the count itself).
@@ -424,4 +462,4 @@ def make_dataset(name, root, split="train", batch_size=36, context_size=None, se
         options.experimental_external_state_policy = (
             tf.data.experimental.ExternalStatePolicy.IGNORE)
         dataset = dataset.with_options(options)
-    return dataset.prefetch(AUTOTUNE)
+    return dataset if rows is not None else dataset.prefetch(AUTOTUNE)

@@ -121,11 +121,11 @@ def make_tfds_dataset(name, tfds_dir, split="train", batch_size=36, context_size
                       seed=None, frame_size=None, shuffle=True, repeat=True,
                       skip_bad_records=False, bad_record_counter=None, max_context_size=None,
                       drop_remainder=True, shuffle_buffer_size=1000, cycle_length=None,
-                      version=None):
+                      version=None, rows=None):
     """`pipeline.make_dataset` with a registered TFDS dataset as the source of records.
 
     Same arguments and output (docs/design.md §4), plus TFDS split slicing ("test[:50%]") and the
-    `version` of the registration. Unsliced, the records stream equals `make_dataset`'s (same
+    `version` of the registration, and `rows` as there. Unsliced, the records stream equals `make_dataset`'s (same
     shards in the same order, same seeded shuffles), so the same seed gives the same tensors.
     """
     info = datasets.get_dataset_info(name)
@@ -142,5 +142,5 @@ def make_tfds_dataset(name, tfds_dir, split="train", batch_size=36, context_size
         records_ds, info, batch_size=batch_size, context_size=context_size,
         max_context_size=max_context_size, seed=seed, frame_size=frame_size,
         drop_remainder=drop_remainder, skip_bad_records=skip_bad_records,
-        bad_record_counter=bad_record_counter)
-    return dataset.prefetch(pipeline.AUTOTUNE)
+        bad_record_counter=bad_record_counter, rows=rows)
+    return dataset if rows is not None else dataset.prefetch(pipeline.AUTOTUNE)

@@ -280,3 +280,36 @@ def test_fixed_and_variable_batch_sizes_decode_the_same_frames(root, context_siz
     for a, b in zip(fixed, variable, strict=True):
         for key in a:
             np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+
+
+@pytest.mark.parametrize("skip_bad_records", [False, True])
+def test_row_ranges_of_workers_put_together_are_the_whole_batch(root, skip_bad_records):
+    def run(rows):
+        ds = make(root, batch_size=4, seed=3, shuffle=True, repeat=True, context_size=None,
+                  rows=rows, skip_bad_records=skip_bad_records).take(5)
+        return [{k: v.numpy() for k, v in batch.items()} for batch in ds]
+
+    whole, first, second = run(None), run((0, 1)), run((1, 4))
+    for batch, a, b in zip(whole, first, second):
+        assert a["target"].shape[0] == 1 and b["target"].shape[0] == 3
+        for key in batch:
+            np.testing.assert_array_equal(np.concatenate([a[key], b[key]]), batch[key], key)
+
+
+def test_a_row_range_iterator_saves_the_state_of_every_row_range(root, tmp_path):
+    # What a worker restores from the chief's checkpoint continues its own rows exactly.
+    def dataset(rows):
+        return make(root, batch_size=4, seed=5, shuffle=True, repeat=True, context_size=None,
+                    rows=rows)
+
+    chief = iter(dataset((0, 2)))
+    for _ in range(3):
+        next(chief)
+    path = tf.train.Checkpoint(data=chief).write(str(tmp_path / "data"))
+    worker = iter(dataset((2, 4)))
+    tf.train.Checkpoint(data=worker).read(path).assert_consumed()
+    expected = list(dataset(None).skip(3).take(2))
+    for batch in expected:
+        got = next(worker)
+        for key in batch:
+            np.testing.assert_array_equal(got[key], batch[key].numpy()[2:4], key)
