@@ -6,6 +6,8 @@
 
 Resumes from the latest checkpoint in --model_dir; Ctrl-C (SIGINT) or SIGTERM saves a
 checkpoint and exits with 128 + the signal number. TensorBoard: tensorboard --logdir MODEL_DIR.
+Several workers: set TF_CONFIG on each machine and run the same command there, or on one
+machine `python -m gqn_tf.training.launch --num_workers 2 -- <these flags>`.
 """
 
 import os
@@ -113,6 +115,16 @@ _MIXED_PRECISION = flags.DEFINE_enum(
     "Compute dtype: mixed_float16 on recent NVIDIA GPUs (with loss scaling), mixed_bfloat16 on "
     "TPUs / recent CPUs; variables and losses stay float32.")
 
+# --- Several machines ---------------------------------------------------------------------
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "auto", ["auto", "mirrored", "multi_worker"],
+    "auto: MultiWorkerMirroredStrategy over all workers' devices when TF_CONFIG names several "
+    "tasks, else MirroredStrategy over this machine's GPUs (or the CPU); mirrored: this "
+    "machine only, TF_CONFIG ignored; multi_worker: TF_CONFIG must name the cluster.")
+_WORKER_TIMEOUT = flags.DEFINE_float(
+    "worker_timeout", 300.0, "Seconds a worker waits for every task of TF_CONFIG to start "
+    "before it exits naming the missing ones.", lower_bound=1.0)
+
 
 def _model_overrides(assignments):
     """["num_layers=8", "shared_cores=true"] → {"num_layers": 8, "shared_cores": True}."""
@@ -148,7 +160,7 @@ def main(argv):
     cli.import_tensorflow()
     from gqn_tf.data import shards
     from gqn_tf.model import get_preset
-    from gqn_tf.training import loop, schedules
+    from gqn_tf.training import cluster, loop, schedules
 
     try:
         overrides = _model_overrides(_MODEL.value)
@@ -172,9 +184,13 @@ def main(argv):
             mixed_precision=_MIXED_PRECISION.value, frame_size=frame_size,
             skip_bad_records=_SKIP_BAD_RECORDS.value,
             tfds_dir=_TFDS_DIR.value and os.path.expanduser(_TFDS_DIR.value),
-            init_from=_INIT_FROM.value and os.path.expanduser(_INIT_FROM.value))
+            init_from=_INIT_FROM.value and os.path.expanduser(_INIT_FROM.value),
+            strategy=_STRATEGY.value, worker_timeout=_WORKER_TIMEOUT.value)
         loop.check_config(config)
         result = loop.train(model_config, config, schedule)
+    except (cluster.ClusterError, cluster.PeerLostError) as error:
+        # TensorFlow's runtime may wait for the lost or missing peer at exit: leave at once.
+        cli.fail(str(error), cli.DATA_EXIT, at_once=True)
     except (shards.DataNotFoundError, shards.ShardNamingError, loop.NonFiniteLossError,
             FileNotFoundError) as error:
         raise cli.DataError(str(error)) from None

@@ -85,10 +85,14 @@ def _script_name():
     return os.path.basename(sys.argv[0]) or "gqn-tf"
 
 
-def fail(message, code=USAGE_EXIT):
-    """Prints `<script>: message` on stderr and exits with `code`."""
+def fail(message, code=USAGE_EXIT, at_once=False):
+    """Prints `<script>: message` on stderr and exits with `code`; `at_once` skips the
+    interpreter's shutdown (`os._exit`), for when TensorFlow threads would block it."""
     sys.stderr.write(f"{_script_name()}: {message}\n")
     sys.stderr.flush()
+    if at_once:
+        sys.stdout.flush()
+        os._exit(code)
     sys.exit(code)
 
 

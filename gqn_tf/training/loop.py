@@ -20,8 +20,10 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -32,10 +34,11 @@ from absl import logging
 
 from gqn_tf.data import check, datasets, pipeline, shards
 from gqn_tf.model import GQN, GQNConfig
-from gqn_tf.training import checkpoints, schedules, summaries
+from gqn_tf.training import checkpoints, cluster as clusters, schedules, summaries
 from gqn_tf.training.step import TrainStep
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,10 @@ class TrainConfig:
       prefix, as `checkpoints.load_model` reads) whose weights a new run starts from, at the
       step it records (so μ and σ continue their schedules; Adam's moments start at zero). A
       run that already has a checkpoint in `model_dir` resumes from it and ignores this.
+    strategy: "auto" (several workers when TF_CONFIG names several tasks, else the local
+      devices), "mirrored" (this machine's devices, TF_CONFIG ignored) or "multi_worker"
+      (TF_CONFIG must name the cluster); see gqn_tf/training/cluster.py.
+    worker_timeout: seconds a worker waits for all tasks of its cluster to start.
     """
 
     dataset: str = "shepard_metzler_7_parts"
@@ -79,6 +86,8 @@ class TrainConfig:
     skip_bad_records: bool = False
     tfds_dir: Optional[str] = None
     init_from: Optional[str] = None
+    strategy: str = "auto"
+    worker_timeout: float = 300.0
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -120,6 +129,10 @@ def check_config(config, num_replicas=1):
         raise ValueError(f"image_every must be >= 0 (0: no images), got {config.image_every}.")
     if config.frame_size is not None and (config.frame_size < 1):
         raise ValueError(f"frame_size must be at least 1, got {config.frame_size}.")
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {config.strategy!r}.")
+    if config.worker_timeout <= 0:
+        raise ValueError(f"worker_timeout must be positive, got {config.worker_timeout}.")
     if config.batch_size % num_replicas:
         raise ValueError(
             f"batch_size {config.batch_size} does not split evenly over {num_replicas} "
@@ -145,23 +158,24 @@ def hparams(model_config, config, schedule):
     values = {f"model/{k}": v for k, v in model_config.to_dict().items()}
     values.update({f"schedule/{k}": v for k, v in dataclasses.asdict(schedule).items()})
     skip = {"model_dir", "data_dir", "log_every", "image_every", "checkpoint_every",
-            "keep_checkpoints", "num_images"}
+            "keep_checkpoints", "num_images", "strategy", "worker_timeout"}
     values.update({f"train/{k}": v for k, v in config.to_dict().items() if k not in skip})
     if config.context_size is None:
         values["train/context_size"] = "random"
     return values
 
 
-def distribute_batch(strategy, batch, global_batch_size):
+def distribute_batch(strategy, batch, global_batch_size, first_row=0):
     """Cuts a global batch into consecutive per-replica slices (replica i gets rows
-    [i·b, (i+1)·b) with b = B / replicas), matching TrainStep's noise offsets."""
+    [i·b, (i+1)·b) with b = B / replicas), matching TrainStep's noise offsets. Under several
+    workers `batch` holds only this worker's rows, the first of which is `first_row`."""
     replicas = strategy.num_replicas_in_sync
     if replicas == 1:
         return batch
     local = global_batch_size // replicas
 
     def slice_for(context):
-        start = context.replica_id_in_sync_group * local
+        start = context.replica_id_in_sync_group * local - first_row
         return {name: value[start:start + local] for name, value in batch.items()}
 
     return strategy.experimental_distribute_values_from_function(slice_for)
@@ -200,13 +214,16 @@ class _Progress:
     """The terminal progress line: step, loss, steps/s, ETA. Updates one line on a TTY,
     logs a line per logging interval otherwise."""
 
-    def __init__(self, max_steps, stream=None):
+    def __init__(self, max_steps, stream=None, quiet=False):
         self.max_steps = max_steps
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.quiet = quiet  # a worker other than the chief shows no progress
         self._open = False  # a progress line without its newline is on the terminal
 
     def update(self, step, values):
+        if self.quiet:
+            return
         rate = values.get("steps_per_sec", 0.0)
         eta = (self.max_steps - step) / rate if rate > 0 else float("inf")
         line = (f"step {step}/{self.max_steps}  -ELBO {values['loss']:.1f}  "
@@ -288,10 +305,11 @@ def _weights_finite(model):
 @contextlib.contextmanager
 def _saving_on_error(save):
     """Calls `save(error)` when the block raises (not for NonFiniteLossError, whose state is
-    not to be kept, nor for a second Ctrl-C, which quits at once), then re-raises."""
+    not to be kept, nor for a lost peer, whose step may be half done, nor for a second
+    Ctrl-C, which quits at once), then re-raises."""
     try:
         yield
-    except NonFiniteLossError:
+    except (NonFiniteLossError, clusters.PeerLostError):
         raise
     except Exception as error:
         save(error)
@@ -316,10 +334,11 @@ def _initial_model(config, model_config, resume_from):
     return model, info["step"] or 0
 
 
-def _training_input(config, seed, bad_records):
+def _training_input(config, seed, bad_records, rows=None):
     """(shard files, dataset) of the train split: the shards under `config.data_dir`, or the
-    registered TFDS dataset under `config.tfds_dir` when it is set."""
-    options = dict(
+    registered TFDS dataset under `config.tfds_dir` when it is set; `rows` as in
+    `pipeline.make_dataset` (a worker's part of each global batch)."""
+    options = dict(rows=rows,
         batch_size=config.batch_size, context_size=config.context_size,
         max_context_size=config.max_context_size, seed=seed,
         shuffle_buffer_size=config.shuffle_buffer_size, frame_size=config.frame_size,
@@ -335,17 +354,56 @@ def _training_input(config, seed, bad_records):
         config.dataset, config.tfds_dir, "train", **options)
 
 
+def cluster_of(config):
+    """The multi-worker `Cluster` that `config.strategy` and TF_CONFIG ask for, or None."""
+    if config.strategy == "mirrored":
+        return None
+    cluster = clusters.from_environment()
+    if cluster is None and config.strategy == "multi_worker":
+        raise ValueError(
+            f"strategy multi_worker needs {clusters.TF_CONFIG} naming two or more tasks (see "
+            f"the README's multi-worker section, or use python -m gqn_tf.training.launch).")
+    return cluster
+
+
+class _NoSummaries:
+    """The SummaryWriter of a worker other than the chief: it writes nothing."""
+
+    def hparams(self, values):
+        pass
+
+    def scalars(self, step, values):
+        pass
+
+    def images(self, *args, **kwargs):
+        return {}
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
 def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=None,
           progress_stream=None):
     """Trains (or resumes training) a GQN; returns a `TrainResult`.
 
     model_config: a GQNConfig. config: a TrainConfig. schedule: Table S1's constants.
-    strategy: a tf.distribute strategy (default: `default_strategy()`).
+    strategy: a tf.distribute strategy (default: MultiWorkerMirroredStrategy when
+    `cluster_of(config)` names a cluster, else `default_strategy()`).
     Raises ValueError for a bad config, DataNotFoundError when the data are missing (both
-    before any work), and NonFiniteLossError when a step's loss is NaN or Inf.
+    before any work), NonFiniteLossError when a step's loss is NaN or Inf, and under several
+    workers ClusterError (the cluster did not start) or PeerLostError (a worker was lost).
     """
-    strategy = strategy or default_strategy()
+    check_config(config)
+    cluster = cluster_of(config)
+    if strategy is None:
+        strategy = (clusters.make_strategy(cluster, config.worker_timeout) if cluster
+                    else default_strategy())
     check_config(config, strategy.num_replicas_in_sync)
+    is_chief = cluster is None or cluster.is_chief
+    rows = cluster.rows(config.batch_size) if cluster else None
     check_image_size(model_config, config)
     _check_same_model(config.model_dir, model_config)
     resume_from = checkpoints.latest_checkpoint(config.model_dir)
@@ -360,7 +418,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     data_seed = config.seed if same_input else config.seed + 1_000_003 * resume_step
     info = datasets.get_dataset_info(config.dataset)
     bad_records = pipeline.BadRecordCounter() if config.skip_bad_records else None
-    filenames, dataset = _training_input(config, data_seed, bad_records)
+    filenames, dataset = _training_input(config, data_seed, bad_records, rows)
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.mixed_precision)
@@ -384,7 +442,9 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     input_settings = tf.Variable(settings, trainable=False, name="input_settings")
     checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator,
                                              input_settings=input_settings, **extra)
-    manager = checkpoints.checkpoint_manager(checkpoint, config.model_dir,
+    # Another worker than the chief saves into a directory of its own, deleted after each save.
+    scratch = None if is_chief else tempfile.mkdtemp(prefix="gqn_worker_checkpoint_")
+    manager = checkpoints.checkpoint_manager(checkpoint, scratch or config.model_dir,
                                              config.keep_checkpoints)
     if resume_from:
         # With other input settings the saved iterator does not fit: restore the rest only.
@@ -410,25 +470,28 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
         optimizer.iterations.assign(initial_step)
         logging.info("Starting from the weights of %s at step %d.", config.init_from,
                      initial_step)
-    checkpoints.write_run_config(
-        config.model_dir, model_config, dataset=config.dataset, data_dir=config.data_dir,
-        train=config.to_dict(), schedule=dataclasses.asdict(schedule))
-
-    writer = summaries.SummaryWriter(os.path.join(config.model_dir, "train"))
+    if is_chief:
+        checkpoints.write_run_config(
+            config.model_dir, model_config, dataset=config.dataset, data_dir=config.data_dir,
+            train=config.to_dict(), schedule=dataclasses.asdict(schedule))
+        writer = summaries.SummaryWriter(os.path.join(config.model_dir, "train"))
+    else:
+        writer = _NoSummaries()
     writer.hparams(hparams(model_config, config, schedule))
-    progress = _Progress(config.max_steps, progress_stream)
+    progress = _Progress(config.max_steps, progress_stream, quiet=not is_chief)
 
     # One trace for every context size M (the spec leaves M unknown): a trace per M would cost
     # a compilation each and give a resumed run other kernels than an uninterrupted one.
     @tf.function(input_signature=[dataset.element_spec])
     def run_step(batch):
-        return train_step(distribute_batch(strategy, batch, config.batch_size))
+        return train_step(distribute_batch(strategy, batch, config.batch_size,
+                                           rows[0] if rows else 0))
 
     image_size = model_config.image_size
 
     step = int(optimizer.iterations.numpy())
-    saved_step = step if manager.latest_checkpoint else None
-    last_checkpoint = manager.latest_checkpoint
+    saved_step = step if resume_from else None
+    last_checkpoint = resume_from
     metrics, interval, interval_time = {}, [], 0.0
 
     def save():
@@ -440,8 +503,14 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                 f"The weights are not finite after step {step} although its loss was; not "
                 f"saving. The last good checkpoint is {last_checkpoint}. Lower the learning "
                 f"rate (--lr_initial) or check the data.")
-        last_checkpoint = manager.save(checkpoint_number=step)
+        saved = manager.save(checkpoint_number=step)
         saved_step = step
+        if scratch is not None:  # the chief's copy, written at the same step, is the one kept
+            shutil.rmtree(scratch, ignore_errors=True)
+            last_checkpoint = os.path.join(config.model_dir, checkpoints.CHECKPOINT_DIR,
+                                           os.path.basename(saved))
+            return
+        last_checkpoint = saved
         progress.end()
         logging.info("Saved checkpoint %s.", last_checkpoint)
 
@@ -461,11 +530,36 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                             "run the same command to resume from it.", last_checkpoint, step)
 
     stop = _StopSignal()
+    agreed_stop = clusters.agreed_stop(strategy) if cluster else None
+
+    def stopping():
+        """Whether to stop now; under several workers, whether any of them was asked to."""
+        if agreed_stop is not None:
+            with peer_errors():
+                anyone = agreed_stop(stop.received is not None)
+            if anyone and stop.received is None:
+                logging.warning("Another worker was asked to stop: stopping after step %d.",
+                                step)
+                stop.received = "SIGTERM"
+        return stop.received is not None
+
+    @contextlib.contextmanager
+    def peer_errors():
+        """Under several workers, a failed collective op means a lost peer."""
+        try:
+            yield
+        except tf.errors.OpError as error:
+            if cluster is None or isinstance(error, tf.errors.ResourceExhaustedError):
+                raise
+            progress.end()
+            raise clusters.describe_lost_peer(error, cluster, step, last_checkpoint) from None
+
     with stop.installed(), _saving_on_error(save_before_failing):
-        while step < config.max_steps and stop.received is None:
+        while step < config.max_steps and not stopping():
             start = time.perf_counter()
             batch = next_batch()
-            outputs = run_step(batch)
+            with peer_errors():
+                outputs = run_step(batch)
             metrics = {name: np.asarray(value) if name == "kl_per_layer" else float(value)
                        for name, value in outputs.items()}
             interval_time += time.perf_counter() - start
@@ -504,6 +598,8 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     progress.end()
     save()
     writer.close()
+    if not is_chief:
+        shutil.rmtree(scratch, ignore_errors=True)
     if stop.received:
         logging.warning("Stopped by %s at step %d; checkpoint %s. Run the same command to "
                         "resume.", stop.received, step, last_checkpoint)

@@ -1,0 +1,144 @@
+"""Multi-worker training with real worker processes on 127.0.0.1 (gqn_tf/training/cluster.py,
+launch.py and the multi-worker parts of loop.py)."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gqn_tf.model import get_preset
+from gqn_tf.training import checkpoints, cluster, loop
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+RUN = ["--dataset", "shepard_metzler_7_parts", "--preset", "tiny", "--batch_size", "4",
+       "--max_context_size", "3", "--seed", "7", "--log_every", "1", "--image_every", "0"]
+
+
+def _env(tf_config=None):
+    env = {k: v for k, v in os.environ.items() if k != cluster.TF_CONFIG}
+    if tf_config is not None:
+        env[cluster.TF_CONFIG] = tf_config
+    return env
+
+
+def _launch(*args, timeout=240):
+    return subprocess.run(
+        [sys.executable, "-m", "gqn_tf.training.launch", "--num_workers", "2", "--", *args],
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _worker(ports, index, *args, log):
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=REPO_ROOT,
+        env=_env(cluster.loopback_tf_config(ports, index)), stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_tf_config_gives_the_tasks_in_replica_order_and_each_worker_its_rows():
+    text = json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]},
+                       "task": {"type": "worker", "index": 1}})
+    found = cluster.from_environment({cluster.TF_CONFIG: text})
+    assert found.tasks == (("chief", 0, "a:1"), ("worker", 0, "b:2"), ("worker", 1, "c:3"))
+    assert found.worker_index == 2 and not found.is_chief
+    assert found.rows(12) == (8, 12)
+    one = json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}})
+    assert cluster.from_environment({cluster.TF_CONFIG: one}) is None
+    assert cluster.from_environment({}) is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{not json", "not a valid cluster description"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}',
+     "task (worker 5) is not one of its cluster's tasks"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}',
+     "parameter servers"),
+])
+def test_a_bad_tf_config_is_named(text, words):
+    with pytest.raises(cluster.ClusterError, match=re.escape(words)):
+        cluster.from_environment({cluster.TF_CONFIG: text})
+
+
+def test_two_workers_make_the_same_update_as_one_process_and_only_the_chief_writes(
+        sample_dir, tmp_path):
+    result = _launch(*RUN, "--data_dir", str(sample_dir), "--max_steps", "4",
+                     "--checkpoint_every", "2", "--model_dir", str(tmp_path / "two"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    losses = [float(x) for x in re.findall(r"\[worker 0\].*step \d+/4  -ELBO (\S+)", result.stdout)]
+    assert len(losses) == 4
+    assert not re.search(r"\[worker 1\].*step \d+/4", result.stdout)  # one progress line
+
+    config = loop.TrainConfig(
+        dataset="shepard_metzler_7_parts", data_dir=str(sample_dir),
+        model_dir=str(tmp_path / "one"), max_steps=4, batch_size=4, max_context_size=3, seed=7,
+        log_every=1, image_every=0, checkpoint_every=2, strategy="mirrored")
+    one = loop.train(get_preset("tiny"), config, strategy=tf.distribute.MirroredStrategy(["/cpu:0"]))
+    assert losses[-1] == pytest.approx(one.metrics["loss"], rel=1e-4)
+
+    trained, _ = checkpoints.load_model(str(tmp_path / "two"))
+    alone, _ = checkpoints.load_model(str(tmp_path / "one"))
+    for a, b in zip(trained.weights, alone.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=3e-5)
+    # The chief's files only: two checkpoints, one events file, one run_config.json.
+    files = sorted(p.relative_to(tmp_path / "two").as_posix()
+                   for p in (tmp_path / "two").rglob("*") if p.is_file())
+    assert [f for f in files if f.startswith("checkpoints/")] == [
+        "checkpoints/checkpoint", "checkpoints/ckpt-2.data-00000-of-00001",
+        "checkpoints/ckpt-2.index", "checkpoints/ckpt-4.data-00000-of-00001",
+        "checkpoints/ckpt-4.index"]
+    assert len([f for f in files if f.startswith("train/events.out.tfevents")]) == 1
+    assert "run_config.json" in files and len(files) == 7
+
+
+def test_a_worker_without_its_peer_exits_naming_it(sample_dir, tmp_path):
+    ports = cluster.free_ports(2)
+    started = time.monotonic()
+    process = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *RUN, "--data_dir", str(sample_dir),
+         "--model_dir", str(tmp_path), "--worker_timeout", "3"], cwd=REPO_ROOT,
+        env=_env(cluster.loopback_tf_config(ports, 0)), capture_output=True, text=True,
+        timeout=120)
+    assert process.returncode != 0
+    assert time.monotonic() - started < 60
+    assert (f"worker 0 timed out after 3 s waiting for the cluster: no answer from worker 1 at "
+            f"127.0.0.1:{ports[1]}") in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_a_lost_peer_stops_the_other_worker_and_a_rerun_resumes(sample_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    args = [*RUN, "--data_dir", str(sample_dir), "--model_dir", str(model_dir),
+            "--checkpoint_every", "3", "--max_steps", "100000"]
+    ports = cluster.free_ports(2)
+    logs = [open(tmp_path / f"worker{i}.log", "w+") for i in range(2)]
+    workers = [_worker(ports, i, *args, log=logs[i]) for i in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while checkpoints.latest_checkpoint(str(model_dir)) is None:
+            assert time.monotonic() < deadline and workers[0].poll() is None, \
+                (tmp_path / "worker0.log").read_text()[-3000:]
+            time.sleep(0.5)
+        os.kill(workers[1].pid, signal.SIGKILL)
+        code = workers[0].wait(timeout=90)
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.kill()
+        for log in logs:
+            log.close()
+    chief_log = (tmp_path / "worker0.log").read_text()
+    assert code not in (0, None)
+    assert "worker 0 lost contact with another worker (worker 1)" in chief_log, chief_log[-3000:]
+    assert "rerun every worker with the same command" in chief_log
+
+    saved = int(checkpoints.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
+    result = _launch(*args[:-1], str(saved + 1))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"Resumed from {model_dir}/checkpoints/ckpt-{saved} at step {saved}" in result.stdout
+    assert f"Reached step {saved + 1}" in result.stdout
