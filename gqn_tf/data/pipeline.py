@@ -351,7 +351,8 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
         """Decodes the chosen JPEGs: the training dict."""
         static_n = chosen["target_jpegs"].shape[0]  # known for fixed-size batches
         n = tf.shape(chosen["target_jpegs"])[0]
-        num_context = tf.shape(chosen["context_jpegs"])[1]
+        num_context = (context_size if context_size is not None
+                       else tf.shape(chosen["context_jpegs"])[1])  # static when fixed
         size = frame_size or info.frame_size
 
         def frames_of(jpegs, shape):  # JPEGs [n, ...] -> float32 frames `shape`
@@ -367,8 +368,6 @@ def scenes_from_records(records_ds, info, *, batch_size, context_size=None,
                     images = _to_unit_float(images)
             return tf.reshape(images, shape)
 
-        if context_size is not None:
-            num_context = context_size
         # Context and target are decoded into their own tensors, so neither is sliced (copied)
         # out of a joint one.
         return {

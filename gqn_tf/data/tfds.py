@@ -124,9 +124,10 @@ def make_tfds_dataset(name, tfds_dir, split="train", batch_size=36, context_size
                       version=None, rows=None):
     """`pipeline.make_dataset` with a registered TFDS dataset as the source of records.
 
-    Same arguments and output (docs/design.md §4), plus TFDS split slicing ("test[:50%]") and the
-    `version` of the registration, and `rows` as there. Unsliced, the records stream equals `make_dataset`'s (same
-    shards in the same order, same seeded shuffles), so the same seed gives the same tensors.
+    Same arguments and output (docs/design.md §4), `rows` included, plus TFDS split slicing
+    ("test[:50%]") and the `version` of the registration. Unsliced, the records stream equals
+    `make_dataset`'s (same shards in the same order, same seeded shuffles), so the same seed
+    gives the same tensors.
     """
     info = datasets.get_dataset_info(name)
     pipeline.check_context_size(info, context_size, max_context_size)

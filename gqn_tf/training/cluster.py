@@ -67,9 +67,8 @@ class Cluster:
     def is_chief(self):
         return self.worker_index == 0
 
-    def name(self, job=None, index=None):
-        job, index = (self.task_type, self.task_index) if job is None else (job, index)
-        return f"{job} {index}"
+    def name(self):
+        return f"{self.task_type} {self.task_index}"
 
     def rows(self, batch_size):
         """(start, stop): the rows of the global batch that this worker's replicas train on."""
@@ -180,9 +179,10 @@ def _first_line(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
-# Words of the line that says why a collective op failed, in TensorFlow's long message.
-_REASONS = ("aborted", "Connection reset", "Socket closed", "failed to connect", "unavailable",
-            "Unavailable", "heartbeat")
+# Words (lower case) of the line that says why a collective op failed, in TensorFlow's long
+# message.
+_REASONS = ("aborted", "connection reset", "socket closed", "failed to connect", "unavailable",
+            "heartbeat")
 _TASK_IN_MESSAGE = re.compile(r"/job:(chief|worker)/replica:\d+/task:(\d+)")
 
 
@@ -192,7 +192,7 @@ def describe_lost_peer(error, cluster, step, last_checkpoint):
               if (job, int(index)) != (cluster.task_type, cluster.task_index)]
     peer = f" ({', '.join(dict.fromkeys(others))})" if others else ""
     reasons = [line.strip() for line in str(error).splitlines()
-               if any(word in line for word in _REASONS)]
+               if any(word in line.lower() for word in _REASONS)]
     return PeerLostError(
         f"{cluster.name()} lost contact with another worker{peer} during step {step + 1}: "
         f"{reasons[0] if reasons else _first_line(error)}. Nothing was saved after "

@@ -338,8 +338,8 @@ def _training_input(config, seed, bad_records, rows=None):
     """(shard files, dataset) of the train split: the shards under `config.data_dir`, or the
     registered TFDS dataset under `config.tfds_dir` when it is set; `rows` as in
     `pipeline.make_dataset` (a worker's part of each global batch)."""
-    options = dict(rows=rows,
-        batch_size=config.batch_size, context_size=config.context_size,
+    options = dict(
+        rows=rows, batch_size=config.batch_size, context_size=config.context_size,
         max_context_size=config.max_context_size, seed=seed,
         shuffle_buffer_size=config.shuffle_buffer_size, frame_size=config.frame_size,
         skip_bad_records=config.skip_bad_records, bad_record_counter=bad_records)
@@ -442,8 +442,10 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     input_settings = tf.Variable(settings, trainable=False, name="input_settings")
     checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator,
                                              input_settings=input_settings, **extra)
-    # Another worker than the chief saves into a directory of its own, deleted after each save.
-    scratch = None if is_chief else tempfile.mkdtemp(prefix="gqn_worker_checkpoint_")
+    # Another worker than the chief saves into a directory of its own, deleted after each save
+    # (the manager creates it only when it saves).
+    scratch = None if is_chief else os.path.join(
+        tempfile.gettempdir(), f"gqn_worker_checkpoint_{os.getpid()}")
     manager = checkpoints.checkpoint_manager(checkpoint, scratch or config.model_dir,
                                              config.keep_checkpoints)
     if resume_from:
@@ -598,8 +600,6 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     progress.end()
     save()
     writer.close()
-    if not is_chief:
-        shutil.rmtree(scratch, ignore_errors=True)
     if stop.received:
         logging.warning("Stopped by %s at step %d; checkpoint %s. Run the same command to "
                         "resume.", stop.received, step, last_checkpoint)

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -94,6 +95,8 @@ def test_two_workers_make_the_same_update_as_one_process_and_only_the_chief_writ
         "checkpoints/ckpt-4.index"]
     assert len([f for f in files if f.startswith("train/events.out.tfevents")]) == 1
     assert "run_config.json" in files and len(files) == 7
+    # Worker 1's own checkpoint copies were deleted after each save.
+    assert not list(pathlib.Path(tempfile.gettempdir()).glob("gqn_worker_checkpoint_*"))
 
 
 def test_a_worker_without_its_peer_exits_naming_it(sample_dir, tmp_path):
@@ -142,3 +145,33 @@ def test_a_lost_peer_stops_the_other_worker_and_a_rerun_resumes(sample_dir, tmp_
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"Resumed from {model_dir}/checkpoints/ckpt-{saved} at step {saved}" in result.stdout
     assert f"Reached step {saved + 1}" in result.stdout
+
+
+def _train_cli(*args, tf_config=None):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=REPO_ROOT,
+                          env=_env(tf_config), capture_output=True, text=True, timeout=120)
+
+
+def test_multi_worker_strategy_without_tf_config_is_one_line(sample_dir, tmp_path):
+    result = _train_cli(*RUN, "--data_dir", str(sample_dir), "--model_dir", str(tmp_path),
+                        "--strategy", "multi_worker")
+    assert result.returncode == 2
+    assert "strategy multi_worker needs TF_CONFIG naming two or more tasks" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_tf_config_stops_train_py_with_one_line(sample_dir, tmp_path):
+    result = _train_cli(*RUN, "--data_dir", str(sample_dir), "--model_dir", str(tmp_path),
+                        tf_config='{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps"}}')
+    assert result.returncode == 1
+    assert "train.py: TF_CONFIG is not a valid cluster description (KeyError" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_launcher_refuses_zero_workers():
+    result = subprocess.run(
+        [sys.executable, "-m", "gqn_tf.training.launch", "--num_workers", "0", "--", "--help"],
+        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--num_workers must be at least 1, got 0" in result.stderr

@@ -101,6 +101,10 @@ def test_bad_configs_fail_before_any_work(sample_dir, tmp_path):
                    strategy=_one_device())
     with pytest.raises(ValueError, match="does not split evenly over 2 replicas"):
         loop.check_config(_config(sample_dir, tmp_path, batch_size=3), num_replicas=2)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        loop.check_config(_config(sample_dir, tmp_path, strategy="ring"))
+    with pytest.raises(ValueError, match="worker_timeout must be positive, got 0"):
+        loop.check_config(_config(sample_dir, tmp_path, worker_timeout=0))
     with pytest.raises(shards.DataNotFoundError, match="--data_dir data/sample"):
         loop.train(TINY, _config(tmp_path / "empty", tmp_path), strategy=_one_device())
     assert not (tmp_path / "checkpoints").exists()
