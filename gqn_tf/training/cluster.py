@@ -25,12 +25,15 @@ loop; the replicas of all workers make one synchronous update per step. How the 
 import dataclasses
 import json
 import os
+import pathlib
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 TF_CONFIG = "TF_CONFIG"
 _JOBS = ("chief", "worker")  # in the order of their replica ids
@@ -211,6 +214,31 @@ def agreed_stop(strategy):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None) > 0
 
     return lambda flag: bool(any_worker(tf.constant(bool(flag))))
+
+
+_SCRATCH_PREFIX = "gqn_worker_checkpoint_"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def scratch_dir():
+    """The directory where a worker other than the chief writes (and then deletes) its copy of
+    each checkpoint: one per process, in the temporary directory ($TMPDIR). Copies left by
+    workers that were killed while saving (their process is gone) are removed here first."""
+    root = pathlib.Path(tempfile.gettempdir())
+    for stale in root.glob(_SCRATCH_PREFIX + "*"):
+        pid = stale.name[len(_SCRATCH_PREFIX):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return str(root / f"{_SCRATCH_PREFIX}{os.getpid()}")
 
 
 def free_ports(count, host="127.0.0.1"):

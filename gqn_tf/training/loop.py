@@ -23,7 +23,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from typing import Optional
 
@@ -444,8 +443,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                                              input_settings=input_settings, **extra)
     # Another worker than the chief saves into a directory of its own, deleted after each save
     # (the manager creates it only when it saves).
-    scratch = None if is_chief else os.path.join(
-        tempfile.gettempdir(), f"gqn_worker_checkpoint_{os.getpid()}")
+    scratch = None if is_chief else clusters.scratch_dir()
     manager = checkpoints.checkpoint_manager(checkpoint, scratch or config.model_dir,
                                              config.keep_checkpoints)
     if resume_from:

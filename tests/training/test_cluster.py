@@ -23,23 +23,33 @@ RUN = ["--dataset", "shepard_metzler_7_parts", "--preset", "tiny", "--batch_size
        "--max_context_size", "3", "--seed", "7", "--log_every", "1", "--image_every", "0"]
 
 
-def _env(tf_config=None):
+def _env(tf_config=None, tmp=None):
+    """The workers' environment; `tmp`, their own temporary directory (for their scratch
+    checkpoint copies), so that a test sees only its own workers' files."""
     env = {k: v for k, v in os.environ.items() if k != cluster.TF_CONFIG}
     if tf_config is not None:
         env[cluster.TF_CONFIG] = tf_config
+    if tmp is not None:
+        pathlib.Path(tmp).mkdir(exist_ok=True)
+        env["TMPDIR"] = str(tmp)
     return env
 
 
-def _launch(*args, timeout=240):
+def _launch(*args, tmp=None, timeout=240):
     return subprocess.run(
         [sys.executable, "-m", "gqn_tf.training.launch", "--num_workers", "2", "--", *args],
-        cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+        cwd=REPO_ROOT, env=_env(tmp=tmp), capture_output=True, text=True, timeout=timeout)
 
 
-def _worker(ports, index, *args, log):
+def _worker(ports, index, *args, log, tmp=None):
     return subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=REPO_ROOT,
-        env=_env(cluster.loopback_tf_config(ports, index)), stdout=log, stderr=subprocess.STDOUT)
+        env=_env(cluster.loopback_tf_config(ports, index), tmp), stdout=log,
+        stderr=subprocess.STDOUT)
+
+
+def _scratch_dirs(tmp):
+    return sorted(p.name for p in pathlib.Path(tmp).glob("gqn_worker_checkpoint_*"))
 
 
 def test_tf_config_gives_the_tasks_in_replica_order_and_each_worker_its_rows():
@@ -69,7 +79,8 @@ def test_a_bad_tf_config_is_named(text, words):
 def test_two_workers_make_the_same_update_as_one_process_and_only_the_chief_writes(
         sample_dir, tmp_path):
     result = _launch(*RUN, "--data_dir", str(sample_dir), "--max_steps", "4",
-                     "--checkpoint_every", "2", "--model_dir", str(tmp_path / "two"))
+                     "--checkpoint_every", "2", "--model_dir", str(tmp_path / "two"),
+                     tmp=tmp_path / "tmp")
     assert result.returncode == 0, result.stdout[-3000:]
     losses = [float(x) for x in re.findall(r"\[worker 0\].*step \d+/4  -ELBO (\S+)", result.stdout)]
     assert len(losses) == 4
@@ -96,7 +107,7 @@ def test_two_workers_make_the_same_update_as_one_process_and_only_the_chief_writ
     assert len([f for f in files if f.startswith("train/events.out.tfevents")]) == 1
     assert "run_config.json" in files and len(files) == 7
     # Worker 1's own checkpoint copies were deleted after each save.
-    assert not list(pathlib.Path(tempfile.gettempdir()).glob("gqn_worker_checkpoint_*"))
+    assert _scratch_dirs(tmp_path / "tmp") == []
 
 
 def test_a_worker_without_its_peer_exits_naming_it(sample_dir, tmp_path):
@@ -120,7 +131,7 @@ def test_a_lost_peer_stops_the_other_worker_and_a_rerun_resumes(sample_dir, tmp_
             "--checkpoint_every", "3", "--max_steps", "100000"]
     ports = cluster.free_ports(2)
     logs = [open(tmp_path / f"worker{i}.log", "w+") for i in range(2)]
-    workers = [_worker(ports, i, *args, log=logs[i]) for i in range(2)]
+    workers = [_worker(ports, i, *args, log=logs[i], tmp=tmp_path / "tmp") for i in range(2)]
     try:
         deadline = time.monotonic() + 120
         while checkpoints.latest_checkpoint(str(model_dir)) is None:
@@ -141,10 +152,26 @@ def test_a_lost_peer_stops_the_other_worker_and_a_rerun_resumes(sample_dir, tmp_
     assert "rerun every worker with the same command" in chief_log
 
     saved = int(checkpoints.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
-    result = _launch(*args[:-1], str(saved + 1))
+    result = _launch(*args[:-1], str(saved + 1), tmp=tmp_path / "tmp")
     assert result.returncode == 0, result.stdout[-3000:]
+    # A copy the killed worker may have left mid-save is gone too.
+    assert _scratch_dirs(tmp_path / "tmp") == []
     assert f"Resumed from {model_dir}/checkpoints/ckpt-{saved} at step {saved}" in result.stdout
     assert f"Reached step {saved + 1}" in result.stdout
+
+
+def test_scratch_dirs_of_gone_workers_are_removed_and_others_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    for pid in (int(gone.stdout), os.getppid()):
+        (tmp_path / f"gqn_worker_checkpoint_{pid}" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "gqn_worker_checkpoint_notes").mkdir()
+    mine = cluster.scratch_dir()
+    assert mine == str(tmp_path / f"gqn_worker_checkpoint_{os.getpid()}")
+    assert not os.path.exists(mine)  # made by the first save only
+    assert _scratch_dirs(tmp_path) == sorted(
+        [f"gqn_worker_checkpoint_{os.getppid()}", "gqn_worker_checkpoint_notes"])
 
 
 def _train_cli(*args, tf_config=None):
