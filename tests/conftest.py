@@ -39,7 +39,7 @@ def random_batch(batch_size=2, context_size=3, image_size=64, seed=0):
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_batch():
     """Returns `random_batch`, a factory of random batches in the pipeline's format."""
     return random_batch

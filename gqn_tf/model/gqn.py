@@ -144,8 +144,10 @@ class GQN(keras.Model):
         """η_g: the mean image in [0, 1] from the final canvas u_L (float32)."""
         return ops.sigmoid(ops.cast(self.observation_head(canvas), "float32"))
 
-    def _noise(self, seed, batch, batch_offset=0, global_batch_size=None):
+    def _noise(self, seed, batch, batch_offset=0, global_batch_size=None, noise=None):
         c = self.gqn_config
+        if noise is not None:
+            return distributions.split_noise(noise, c.num_layers)
         shape = (batch, c.core_size, c.core_size, c.z_channels)
         return distributions.latent_noise(
             _as_seed(seed), c.num_layers, shape, batch_offset, global_batch_size
@@ -153,7 +155,7 @@ class GQN(keras.Model):
 
     # --- Algorithm S2: the ELBO ------------------------------------------------------------
 
-    def _posterior_pass(self, batch, seed, batch_offset=0, global_batch_size=None):
+    def _posterior_pass(self, batch, seed, batch_offset=0, global_batch_size=None, noise=None):
         """Runs the L steps with latents from the posterior; returns (mean image, KL per layer)."""
         conditioning = self._conditioning(
             batch["context_frames"], batch["context_cameras"], batch["query_camera"]
@@ -170,7 +172,7 @@ class GQN(keras.Model):
             conditioning = self._on_grid(conditioning)
             inference_inputs = self._on_grid(invariant)
         generator_state, inference_state, canvas = self._initial_states(size)
-        noise = self._noise(seed, size, batch_offset, global_batch_size)
+        noise = self._noise(seed, size, batch_offset, global_batch_size, noise)
         kls = []
         for step in range(self.gqn_config.num_layers):
             # π_l reads h^g before this step's generator update; q_l reads the inference state
@@ -194,16 +196,20 @@ class GQN(keras.Model):
         inputs = z if gates is not None else ops.concatenate([conditioning, z], -1)
         return self._core("generator", step)(inputs, state, canvas, gates)
 
-    def elbo_terms(self, batch, sigma, seed, batch_offset=0, global_batch_size=None):
+    def elbo_terms(self, batch, sigma, seed, batch_offset=0, global_batch_size=None,
+                   noise=None):
         """The ELBO of a batch, per image in nats (Algorithm S2).
 
         sigma: the pixel standard deviation σ_t (a tensor, so an annealed value is never frozen
         into a traced step). seed: int or int32 [2]; the posterior samples are a pure function of
         it and of each scene's index in the global batch (see `distributions.latent_noise`).
+        noise: instead of the seed's, this standard normal noise [L, B, h, w, z_channels] (e.g.
+        to compare two backends, whose seeded streams differ).
         Returns a dict of [B] tensors `loss` (= −ELBO), `elbo`, `kl`, `nll`, with `kl_per_layer`
         [B, L] and the reconstruction `mean` [B, H, W, 3].
         """
-        mean, kl_per_layer = self._posterior_pass(batch, seed, batch_offset, global_batch_size)
+        mean, kl_per_layer = self._posterior_pass(batch, seed, batch_offset, global_batch_size,
+                                                  noise)
         nll = distributions.gaussian_nll(batch["target"], mean, sigma)
         kl = ops.sum(kl_per_layer, axis=1)
         return {"loss": nll + kl, "elbo": -(nll + kl), "kl": kl, "nll": nll,
@@ -217,8 +223,10 @@ class GQN(keras.Model):
 
     # --- Algorithm S3: generation ------------------------------------------------------------
 
-    def generate(self, context_frames, context_cameras, query_camera, seed=0):
-        """Renders the query view with latents from the prior: [B, H, W, 3] in [0, 1]."""
+    def generate(self, context_frames, context_cameras, query_camera, seed=0, noise=None):
+        """Renders the query view with latents from the prior: [B, H, W, 3] in [0, 1].
+        noise: optional [L, B, h, w, z_channels] standard normal noise used instead of the
+        seed's."""
         conditioning = self._conditioning(context_frames, context_cameras, query_camera)
         size = ops.shape(conditioning[0])[0]
         if self.factorise_conditioning:
@@ -226,7 +234,7 @@ class GQN(keras.Model):
         else:
             gates, conditioning = [None] * self.gqn_config.num_layers, self._on_grid(conditioning)
         generator_state, _, canvas = self._initial_states(size)
-        noise = self._noise(seed, size)
+        noise = self._noise(seed, size, noise=noise)
         for step in range(self.gqn_config.num_layers):
             prior = distributions.normal(*self.prior_head(generator_state[1]))
             z = ops.cast(distributions.sample(prior, noise[step]), self.compute_dtype)
