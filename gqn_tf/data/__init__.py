@@ -1,7 +1,8 @@
 """Readers for DeepMind's original `gqn-datasets` TFRecord files.
 
 Importing this package does not import TensorFlow (the scripts' `--help` stays fast); the camera
-names below load `gqn_tf.data.cameras`, and with it TensorFlow, when first used.
+names below load `gqn_tf.data.cameras`, and with it Keras (TensorFlow on its default backend),
+when first used.
 """
 
 from gqn_tf.data.datasets import DATASETS, DEFAULT_DATA_DIR, DatasetInfo, get_dataset_info

@@ -3,13 +3,15 @@
 A record is an uncompressed `tf.train.Example` holding one scene: `frames`, S JPEG-encoded
 frames, and `cameras`, S * 5 floats (x, y, z, yaw, pitch per frame). Shards are named
 `<i>-of-<n>.tfrecord` with `i` counting from 1 and both numbers zero-padded to the width of `n`.
+
+TensorFlow is imported only by the functions that build or parse `tf.train.Example`s, so that the
+naming helpers also serve the reader that runs without it (standalone.py).
 """
 
 import os
 import re
 
 import numpy as np
-import tensorflow as tf
 
 from gqn_tf.data import cameras as cameras_lib
 
@@ -24,6 +26,8 @@ _SHARD_RE = re.compile(r"^(\d+)-of-(\d+)\.tfrecord$")
 
 def feature_spec(sequence_size):
     """The parse spec of one scene with `sequence_size` (S) views."""
+    import tensorflow as tf
+
     return {
         "frames": tf.io.FixedLenFeature([sequence_size], tf.string),
         "cameras": tf.io.FixedLenFeature([sequence_size * cameras_lib.RAW_CAMERA_DIM], tf.float32),
@@ -32,6 +36,8 @@ def feature_spec(sequence_size):
 
 def serialize_scene(jpeg_frames, cameras):
     """Serializes one scene: `jpeg_frames`, S JPEG byte strings; `cameras`, [S, 5] raw cameras."""
+    import tensorflow as tf
+
     cameras = np.asarray(cameras, np.float32)
     if cameras.shape != (len(jpeg_frames), cameras_lib.RAW_CAMERA_DIM):
         raise ValueError(

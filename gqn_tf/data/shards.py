@@ -4,11 +4,14 @@ The real data hold `<root>/<dataset>/<split>/<i>-of-<n>.tfrecord` with `n` from 
 The bundled sample and the synthetic generator write the same naming with a smaller `n`
 (`1-of-4.tfrecord`), and a download may be partial, so any one consistent `n` is accepted with a
 warning when it or the set of present shards differs from the table.
+
+Files are listed through `tf.io.gfile` (local paths and gs:// alike) where TensorFlow is
+installed, and through `os` where it is not (the JAX trainer on a machine without it).
 """
 
 import os
+import types
 
-import tensorflow as tf
 from absl import logging
 
 from gqn_tf.data import datasets, records
@@ -30,6 +33,19 @@ def _how_to_get_data(dataset, root):
     )
 
 
+# The three `tf.io.gfile` calls used here, on local paths, for when TensorFlow is absent.
+_LOCAL_FILES = types.SimpleNamespace(listdir=os.listdir, isdir=os.path.isdir,
+                                     exists=os.path.exists)
+
+
+def _gfile():
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return _LOCAL_FILES
+    return tf.io.gfile
+
+
 def list_shards(root, dataset, split):
     """Returns the sorted paths of the shards of `dataset`/`split` under `root`.
 
@@ -41,7 +57,8 @@ def list_shards(root, dataset, split):
     expected = info.num_shards(split)
     directory = records.split_dir(root, dataset, split)
     example = records.shard_name(1, expected)
-    names = tf.io.gfile.listdir(directory) if tf.io.gfile.isdir(directory) else []
+    gfile = _gfile()
+    names = gfile.listdir(directory) if gfile.isdir(directory) else []
     shards = {}  # num_shards -> {index: name}
     for name in names:
         parsed = records.parse_shard_name(name.rstrip("/"))
@@ -50,11 +67,11 @@ def list_shards(root, dataset, split):
             shards.setdefault(total, {})[index] = name
     if not shards:
         file_in_the_way = next((path for path in (os.path.expanduser(str(root)), directory)
-                                if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)),
+                                if gfile.exists(path) and not gfile.isdir(path)),
                                None)
         if file_in_the_way is not None:
             what = f"{file_in_the_way} is a file, not a directory"
-        elif tf.io.gfile.isdir(directory):
+        elif gfile.isdir(directory):
             what = f"{len(names)} other files" if names else "no files"
         else:
             what = "the directory does not exist"

@@ -1,0 +1,281 @@
+"""The original `gqn-datasets` files read without TensorFlow, for the JAX trainer (train_jax.py).
+
+A GPU machine with JAX and no TensorFlow can still train on the published shards: this module
+reads the TFRecord framing (8-byte length, its masked CRC-32C, the payload, the payload's CRC),
+parses the `tf.train.Example` protobuf of a scene by its wire format (docs/design.md §1: `frames`,
+S JPEG strings, and `cameras`, S × 5 floats), decodes the chosen JPEGs with Pillow and maps the
+cameras with the one camera transform (cameras.py).
+
+`SceneSampler` keeps an index of every record (shard, offset, length) and builds batch s from a
+generator seeded by (seed, s): the scenes (distinct within a batch), the context size M when it
+is random (Algorithm S1, the whole batch sharing it) and each scene's M + 1 distinct views, the
+last drawn being the query. So a batch is a pure function of the seed and the step, and a
+resumed run reads what an uninterrupted one would. This stream differs from the tf.data
+pipeline's (which shuffles records per pass); the semantics per scene are the same.
+
+Checked: each record's length against its CRC when indexing, so a truncated or corrupted shard
+is named by file and record; a payload that is not a scene or a frame that does not decode is
+named when read. Payload CRCs are not checked (pure Python would be slower than the decoding).
+Frames decode with Pillow's libjpeg, which uses the accurate integer DCT: its pixels equal
+`tf.io.decode_jpeg(..., dct_method="INTEGER_ACCURATE")` and differ by at most a few levels (of
+255) from the fast DCT that `tf.io.decode_jpeg` and so the tf.data pipeline use by default.
+"""
+
+import io
+import os
+import struct
+
+import numpy as np
+from PIL import Image
+
+from gqn_tf.data import cameras as cameras_lib
+from gqn_tf.data import datasets, records, shards
+
+
+class BadDataError(ValueError):
+    """A shard or record that cannot be read; the message names the file and record."""
+
+
+# --- CRC-32C (Castagnoli), as TFRecord headers use it --------------------------------------
+
+
+def _crc32c_table():
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C of `data` (bytes); for the 8-byte length headers only, being pure Python."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data):
+    """TFRecord's masked CRC: rotated right by 15 bits plus a constant."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+# --- TFRecord framing ---------------------------------------------------------------------
+
+
+def index_records(path):
+    """[(offset, length)] of the payloads of the TFRecord file `path`, checking each length
+    header against its CRC and the file's size. Raises BadDataError naming the record."""
+    size = os.path.getsize(path)
+    found = []
+    with open(path, "rb") as f:
+        position = 0
+        while position < size:
+            where = f"record {len(found)} of shard {path}{records.COUNTING_NOTE}"
+            header = f.read(12)
+            if len(header) < 12:
+                raise BadDataError(f"{where}: the file ends inside a record header (truncated "
+                                   f"shard). Re-download it (python data/download.py).")
+            length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
+            if masked_crc32c(length_bytes) != length_crc:
+                raise BadDataError(f"{where}: the record's length header fails its CRC "
+                                   f"(corrupted shard). Re-download it (python data/download.py).")
+            (length,) = struct.unpack("<Q", length_bytes)
+            if position + 12 + length + 4 > size:
+                raise BadDataError(f"{where}: the file ends inside the record (truncated shard). "
+                                   f"Re-download it (python data/download.py).")
+            found.append((position + 12, length))
+            position += 12 + length + 4
+            f.seek(position)
+    return found
+
+
+# --- tf.train.Example by its protobuf wire format ------------------------------------------
+
+
+def _varint(buffer, position):
+    result = shift = 0
+    while True:
+        byte = buffer[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+
+
+def _fields(buffer, start, end):
+    """Yields (field number, wire type, value) of a message in buffer[start:end]; the value of
+    a length-delimited field is its (start, end), of a fixed32 its start, of a varint the int."""
+    position = start
+    while position < end:
+        key, position = _varint(buffer, position)
+        number, wire = key >> 3, key & 7
+        if wire == 2:
+            length, position = _varint(buffer, position)
+            yield number, wire, (position, position + length)
+            position += length
+        elif wire == 0:
+            value, position = _varint(buffer, position)
+            yield number, wire, value
+        elif wire == 5:
+            yield number, wire, position
+            position += 4
+        elif wire == 1:
+            position += 8
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    if position != end:
+        raise ValueError("a protobuf field runs past its message")
+
+
+def _feature(buffer, start, end):
+    """One `tf.train.Feature`: a list of bytes (bytes_list) or a float32 array (float_list)."""
+    for number, wire, value in _fields(buffer, start, end):
+        if number == 1 and wire == 2:  # BytesList { repeated bytes value = 1; }
+            return [bytes(buffer[a:b]) for n, w, (a, b) in _fields(buffer, *value)
+                    if n == 1 and w == 2]
+        if number == 2 and wire == 2:  # FloatList { repeated float value = 1 [packed]; }
+            pieces = []
+            for n, w, item in _fields(buffer, *value):
+                if n == 1 and w == 2:
+                    pieces.append(np.frombuffer(buffer[item[0]:item[1]], "<f4"))
+                elif n == 1 and w == 5:
+                    pieces.append(np.frombuffer(buffer[item:item + 4], "<f4"))
+            return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return None
+
+
+def parse_example(payload):
+    """{feature name: list of bytes or float32 array} of a serialized `tf.train.Example`
+    (bytes_list and float_list features; others are left out)."""
+    buffer = memoryview(payload)
+    parsed = {}
+    for number, wire, features in _fields(buffer, 0, len(buffer)):
+        if number != 1 or wire != 2:  # Example { Features features = 1; }
+            continue
+        for n, w, entry in _fields(buffer, *features):  # map<string, Feature> feature = 1;
+            if n != 1 or w != 2:
+                continue
+            key, value = None, None
+            for en, ew, item in _fields(buffer, *entry):
+                if en == 1 and ew == 2:
+                    key = bytes(buffer[item[0]:item[1]]).decode("utf-8")
+                elif en == 2 and ew == 2:
+                    value = _feature(buffer, *item)
+            if key is not None and value is not None:
+                parsed[key] = value
+    return parsed
+
+
+def parse_scene(payload, sequence_size):
+    """(S JPEG byte strings, raw cameras [S, 5] float32) of one scene record; ValueError when the
+    record is not a scene of S views."""
+    try:
+        example = parse_example(payload)
+    except (IndexError, ValueError) as error:
+        raise ValueError(f"not a tf.train.Example ({error})") from None
+    frames, cameras = example.get("frames"), example.get("cameras")
+    raw_dim = cameras_lib.RAW_CAMERA_DIM
+    if not isinstance(frames, list) or len(frames) != sequence_size:
+        raise ValueError(f"not a scene of this dataset: expected {sequence_size} frames, found "
+                         f"{len(frames) if isinstance(frames, list) else 'none'}")
+    if not isinstance(cameras, np.ndarray) or cameras.size != sequence_size * raw_dim:
+        raise ValueError(f"not a scene of this dataset: expected {sequence_size * raw_dim} "
+                         f"camera values, found "
+                         f"{cameras.size if isinstance(cameras, np.ndarray) else 'none'}")
+    return frames, cameras.reshape(sequence_size, raw_dim)
+
+
+def decode_frame(jpeg, frame_size=None):
+    """A JPEG → uint8 [h, w, 3] with Pillow; resized bilinearly to frame_size² if given."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        image = image.convert("RGB")
+        if frame_size is not None and image.size != (frame_size, frame_size):
+            image = image.resize((frame_size, frame_size), Image.BILINEAR)
+        return np.asarray(image, np.uint8)
+
+
+# --- Batches ------------------------------------------------------------------------------
+
+
+class SceneSampler:
+    """Batches of one dataset split in the pipeline's layout (docs/design.md §4), as numpy
+    arrays, a pure function of (seed, step); see the module docstring."""
+
+    def __init__(self, data_dir, dataset, split="train", batch_size=36, context_size=None,
+                 max_context_size=None, frame_size=None, seed=0, progress=None):
+        info = datasets.get_dataset_info(dataset)
+        self.sequence_size = info.sequence_size
+        self.frame_size = frame_size or info.frame_size
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        largest = info.sequence_size - 1
+        self.context_size = context_size
+        self.max_context_size = largest if max_context_size is None else max_context_size
+        for name, value in (("context_size", context_size),
+                            ("max_context_size", self.max_context_size)):
+            if value is not None and not 0 <= value <= largest:
+                raise ValueError(f"--{name} {value}: {dataset} has {info.sequence_size} views "
+                                 f"per scene, so use 0..{largest}.")
+        self.files = shards.list_shards(data_dir, dataset, split)
+        self.index = []  # (file number, offset, length) of every record
+        for number, path in enumerate(self.files):
+            self.index.extend((number, offset, length) for offset, length in index_records(path))
+            if progress is not None:
+                progress(number + 1, len(self.files), len(self.index))
+        if not self.index:
+            raise BadDataError(f"The {dataset} {split} shards hold no records "
+                               f"({self.files[0]} ...).")
+
+    @property
+    def num_scenes(self):
+        return len(self.index)
+
+    def _read(self, scene):
+        number, offset, length = self.index[scene]
+        with open(self.files[number], "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def _where(self, scene):
+        number, _, _ = self.index[scene]
+        record = sum(1 for n, _, _ in self.index[:scene] if n == number)
+        return f"record {record} of shard {self.files[number]}"
+
+    def batch(self, step):
+        """Batch number `step`: {context_frames [B, M, H, W, 3], context_cameras [B, M, 7],
+        query_camera [B, 7], target [B, H, W, 3]}, float32, frames in [0, 1]."""
+        rng = np.random.default_rng([self.seed, int(step)])
+        m = (self.context_size if self.context_size is not None
+             else int(rng.integers(0, self.max_context_size + 1)))
+        scenes = rng.choice(self.num_scenes, self.batch_size,
+                            replace=self.num_scenes < self.batch_size)
+        frames, raw = [], []
+        for scene in scenes:
+            views = rng.choice(self.sequence_size, m + 1, replace=False)
+            try:
+                jpegs, scene_cameras = parse_scene(self._read(scene), self.sequence_size)
+            except ValueError as error:
+                raise BadDataError(f"{self._where(scene)}{records.COUNTING_NOTE}: {error}. "
+                                   f"Re-download that shard (python data/download.py).") from None
+            for view in views:
+                try:
+                    frames.append(decode_frame(jpegs[view], self.frame_size))
+                except OSError as error:
+                    raise BadDataError(
+                        f"{self._where(scene)}: frame {view} does not decode as a JPEG "
+                        f"({error}){records.COUNTING_NOTE}. Re-download that shard "
+                        f"(python data/download.py).") from None
+            raw.append(scene_cameras[views])
+        size = self.frame_size
+        frames = np.stack(frames).reshape(self.batch_size, m + 1, size, size, 3)
+        frames = frames.astype(np.float32) * np.float32(1.0 / 255.0)  # as the pipeline
+        viewpoints = np.asarray(cameras_lib.transform_cameras(np.stack(raw)), np.float32)
+        return {"context_frames": frames[:, :m], "context_cameras": viewpoints[:, :m],
+                "query_camera": viewpoints[:, m], "target": frames[:, m]}
