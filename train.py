@@ -126,33 +126,6 @@ _WORKER_TIMEOUT = flags.DEFINE_float(
     "before it exits naming the missing ones.", lower_bound=1.0)
 
 
-def _model_overrides(assignments):
-    """["num_layers=8", "shared_cores=true"] → {"num_layers": 8, "shared_cores": True}."""
-    from gqn_tf.model import GQNConfig
-
-    types = {name: type(value) for name, value in GQNConfig().to_dict().items()}
-    overrides = {}
-    for assignment in assignments:
-        name, sep, text = assignment.partition("=")
-        if not sep or name not in types:
-            raise cli.UserError(
-                f"--model {assignment!r}: expected NAME=VALUE with NAME one of "
-                f"{', '.join(sorted(types))}.")
-        kind = types[name]
-        try:
-            if kind is bool:
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(text)
-                value = text.lower() in ("true", "1")
-            else:
-                value = kind(text)
-        except ValueError:
-            raise cli.UserError(
-                f"--model {assignment!r}: {text!r} is not a valid {kind.__name__}.") from None
-        overrides[name] = value
-    return overrides
-
-
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -163,7 +136,7 @@ def main(argv):
     from gqn_tf.training import cluster, loop, schedules
 
     try:
-        overrides = _model_overrides(_MODEL.value)
+        overrides = cli.model_overrides(_MODEL.value)
         frame_size = _FRAME_SIZE.value
         if "image_size" not in overrides:  # the model follows the frames
             overrides["image_size"] = frame_size or datasets.DATASETS[_DATASET.value].frame_size

@@ -68,17 +68,25 @@ def import_tensorflow():
             sys.stderr.write(captured.read().decode("utf-8", "replace"))
         captured.close()
     tf.get_logger().setLevel(_std_logging.WARNING)  # e.g. "Using MirroredStrategy with ..."
-    absl_logging.get_absl_handler().addFilter(_drop_library_info)  # "Sharding callback ..."
+    quiet_library_logs()  # "Sharding callback ..."
     return tf
 
 
+def quiet_library_logs():
+    """Drops the INFO lines that the libraries log through absl (see `_drop_library_info`),
+    unless GQN_TF_VERBOSE is set."""
+    if not verbose():
+        absl_logging.get_absl_handler().addFilter(_drop_library_info)
+
+
 def _drop_library_info(record):
-    """Drops INFO lines that TensorFlow, Keras and TFDS log through absl: nothing a user acts
-    on (TFDS's "Failed to load dataset" precedes our own message on what to do)."""
+    """Drops INFO lines that TensorFlow, Keras, TFDS and JAX log through absl: nothing a user
+    acts on (TFDS's "Failed to load dataset" precedes our own message on what to do)."""
     path = record.pathname.replace(os.sep, "/")
     return record.levelno >= _std_logging.WARNING or not any(
         f"/{package}/" in path
-        for package in ("tensorflow", "keras", "tf_keras", "tensorflow_datasets"))
+        for package in ("tensorflow", "keras", "tf_keras", "tensorflow_datasets", "jax",
+                        "jaxlib"))
 
 
 def _script_name():
@@ -123,3 +131,31 @@ def _asks_for_help(args):
         if arg.startswith("-") and arg.lstrip("-").split("=")[0] in _HELP_FLAGS:
             return True
     return False
+
+
+def model_overrides(assignments):
+    """--model flags of the training scripts, ["num_layers=8", "shared_cores=true"] →
+    {"num_layers": 8, "shared_cores": True}; a UserError names a bad one."""
+    from gqn_tf.model import GQNConfig
+
+    types = {name: type(value) for name, value in GQNConfig().to_dict().items()}
+    overrides = {}
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        if not sep or name not in types:
+            raise UserError(
+                f"--model {assignment!r}: expected NAME=VALUE with NAME one of "
+                f"{', '.join(sorted(types))}.")
+        kind = types[name]
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1")
+            else:
+                value = kind(text)
+        except ValueError:
+            raise UserError(
+                f"--model {assignment!r}: {text!r} is not a valid {kind.__name__}.") from None
+        overrides[name] = value
+    return overrides

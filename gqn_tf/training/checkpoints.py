@@ -4,13 +4,15 @@ A run directory (`--model_dir`) holds `run_config.json` (the model config, the d
 training flags) and `checkpoints/` written by `tf.train.CheckpointManager` with the model, the
 optimizer and so the step counter (`optimizer.iterations`). `load_model` rebuilds a GQN from a
 run directory (latest checkpoint), a checkpoint prefix inside one, or a `.keras` file.
+
+TensorFlow is imported only by the functions that use its checkpoints: the run config and the
+compact files also serve the JAX trainer (jax_train.py), which runs without TensorFlow.
 """
 
 import json
 import os
 
 import keras
-import tensorflow as tf
 
 from gqn_tf.model import GQN, GQNConfig
 
@@ -46,18 +48,24 @@ def make_checkpoint(model, optimizer=None, **extra):
     `extra` adds more trackables (the training loop adds the input iterator as `data`);
     readers that only want the model ignore them.
     """
+    import tensorflow as tf
+
     if optimizer is None:
         return tf.train.Checkpoint(model=model, **extra)
     return tf.train.Checkpoint(model=model, optimizer=optimizer, **extra)
 
 
 def checkpoint_manager(checkpoint, model_dir, max_to_keep=5):
+    import tensorflow as tf
+
     return tf.train.CheckpointManager(
         checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=max_to_keep
     )
 
 
 def latest_checkpoint(model_dir):
+    import tensorflow as tf
+
     return tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
 
 
@@ -110,6 +118,8 @@ def load_model(path):
     (the optimizer step of the checkpoint or the one the compact file records, None for a
     `.keras` file).
     """
+    import tensorflow as tf
+
     if str(path).endswith(COMPACT_SUFFIX):
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such model file: {path!r}.")

@@ -1,0 +1,237 @@
+"""Training on the JAX backend, without TensorFlow (train_jax.py): for a GPU machine that has
+JAX and cannot install TensorFlow.
+
+The update is `JaxTrainStep` (Algorithm S1 with Table S1's Adam and schedules); the batches come
+from the original shards through `standalone.SceneSampler` (a pure function of seed and step,
+the next one read in a thread while the device runs the current step). The run directory holds:
+
+- `run_config.json`: the model config, dataset and flags (as train.py writes it), so evaluate.py
+  finds the run's σ;
+- `model.keras`: the model in full precision, which the TensorFlow side loads
+  (`evaluate.py --model_dir RUN/model.keras`, `export/export_saved_model.py`);
+- `model.npz`: the same weights as a compact float16 file that records the step, for
+  `train.py --init_from` (schedules continue from it);
+- `train_state.npz`: weights, Adam's moments and the step, to resume this run exactly;
+- `metrics.jsonl`: one line per logging interval.
+
+Every file is written to a temporary name and renamed, so a crash or Ctrl-C never leaves a
+half-written one; Ctrl-C and SIGTERM save and stop; a NaN or Inf loss stops without saving.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from concurrent import futures
+
+import jax
+import keras
+import numpy as np
+
+from gqn_tf.data import standalone
+from gqn_tf.model import GQN
+from gqn_tf.training import checkpoints, schedules
+from gqn_tf.training.jax_step import JaxTrainStep
+
+MODEL_FILE, COMPACT_FILE = "model.keras", "model.npz"
+STATE_FILE, METRICS_FILE = "train_state.npz", "metrics.jsonl"
+_STATE_FORMAT = "gqn-tf jax train state 1"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A step's loss was NaN or Inf; nothing after the last save was written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JaxTrainConfig:
+    """The run settings of train_jax.py (its flags)."""
+
+    dataset: str
+    data_dir: str
+    model_dir: str
+    max_steps: int
+    batch_size: int = 36
+    context_size: int | None = None
+    max_context_size: int | None = None
+    frame_size: int | None = None
+    seed: int = 0
+    log_every: int = 100
+    save_every: int = 1000
+    mixed_precision: str = "float32"
+
+
+def _write_atomically(path, write):
+    """Calls write(temporary path), then renames it to `path`."""
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.tmp{os.path.splitext(name)[1]}")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def _state_arrays(train_step):
+    trainable, non_trainable, optimizer_variables = train_step.state
+    arrays = {"format": np.array(_STATE_FORMAT)}
+    for group, values in (("trainable", trainable), ("non_trainable", non_trainable),
+                          ("optimizer", optimizer_variables)):
+        for i, value in enumerate(values):
+            arrays[f"{group}_{i}"] = np.asarray(value)
+    return arrays
+
+
+def _load_state(train_step, path):
+    """Puts a saved train_state.npz into `train_step` (ValueError if it does not fit)."""
+    with np.load(path) as saved:
+        if str(saved.get("format", "")) != _STATE_FORMAT:
+            raise ValueError(f"{path!r} is not a train_jax.py state file.")
+        state = []
+        for group, values in zip(("trainable", "non_trainable", "optimizer"), train_step.state):
+            loaded = []
+            for i, value in enumerate(values):
+                key = f"{group}_{i}"
+                if key not in saved or saved[key].shape != value.shape:
+                    raise ValueError(f"{path!r} was written for another model (its {key} "
+                                     f"does not fit); pass a new --model_dir.")
+                loaded.append(jax.numpy.asarray(saved[key], value.dtype))
+            state.append(loaded)
+    train_step.state = tuple(state)
+
+
+def _same_model(model_dir, model_config):
+    try:
+        saved = checkpoints.read_run_config(model_dir)["model"]
+    except FileNotFoundError:
+        return
+    if saved != model_config.to_dict():
+        changed = sorted(k for k in saved if saved.get(k) != model_config.to_dict().get(k))
+        raise ValueError(f"{model_dir!r} holds a run of another model ({', '.join(changed)} "
+                         f"differ); use the same model flags or a new --model_dir.")
+
+
+class _Stop:
+    """Ctrl-C or SIGTERM asks to stop after the current step (and save); a second Ctrl-C stops
+    at once, saving nothing. The step itself is never interrupted: its input buffers are
+    donated to it, so an interrupted step would leave no state to save."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {number: signal.signal(number, self._handle)
+                          for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, number, frame):
+        del frame
+        if self.signal is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(number).name
+
+    def restore(self):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+def save(model_dir, model, train_step, run_config):
+    """Writes the run's model.keras, model.npz and train_state.npz (each atomically)."""
+    train_step.sync()
+    step = train_step.step
+    _write_atomically(os.path.join(model_dir, STATE_FILE),
+                      lambda path: np.savez(path, **_state_arrays(train_step)))
+    _write_atomically(os.path.join(model_dir, MODEL_FILE), model.save)
+    _write_atomically(
+        os.path.join(model_dir, COMPACT_FILE),
+        lambda path: checkpoints.save_compact(
+            model, path, {"source": os.path.join(model_dir, MODEL_FILE), "step": step,
+                          "run_config": run_config, "backend": "jax"}))
+    return step
+
+
+def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
+    """Trains (or resumes) a GQN on JAX; returns (final step, how it stopped: "max_steps",
+    "SIGINT" or "SIGTERM"). `log(line)` prints progress. Raises ValueError for bad settings,
+    FileNotFoundError when the data are missing, standalone.BadDataError for a damaged record
+    and NonFiniteLossError."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    _same_model(config.model_dir, model_config)
+    sampler = standalone.SceneSampler(
+        config.data_dir, config.dataset, "train", config.batch_size, config.context_size,
+        config.max_context_size, config.frame_size, config.seed,
+        progress=lambda done, total, scenes: done == total and log(
+            f"Indexed {scenes} scenes in {total} shard files."))
+    if sampler.frame_size != model_config.image_size:
+        raise ValueError(f"The model is built for {model_config.image_size}x"
+                         f"{model_config.image_size} frames but the input gives "
+                         f"{sampler.frame_size}x{sampler.frame_size}; set --frame_size "
+                         f"{model_config.image_size} or build the model for the frames.")
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    try:
+        model = GQN(model_config)
+        train_step = JaxTrainStep(model, schedule, seed=config.seed)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    state_path = os.path.join(config.model_dir, STATE_FILE)
+    if os.path.exists(state_path):
+        _load_state(train_step, state_path)
+        log(f"Resumed from {state_path} at step {train_step.step}.")
+    run_config = {"model": model_config.to_dict(), "dataset": config.dataset,
+                  "data_dir": config.data_dir, "train": dataclasses.asdict(config),
+                  "schedule": dataclasses.asdict(schedule), "backend": "jax"}
+    checkpoints.write_run_config(config.model_dir, model_config,
+                                 **{k: v for k, v in run_config.items() if k != "model"})
+
+    step = saved_step = train_step.step
+    stop = _Stop()
+    reader = futures.ThreadPoolExecutor(1)
+    next_batch = reader.submit(sampler.batch, step)
+    sums, count, started = None, 0, time.perf_counter()
+
+    def check_finite():
+        if sums is not None and not all(np.isfinite(np.asarray(v)).all() for v in sums.values()):
+            raise NonFiniteLossError(
+                f"The loss became NaN or Inf between steps {step - count + 1} and {step}; "
+                f"nothing was saved after step {saved_step}. Lower --lr_initial or resume "
+                f"from that save.")
+
+    try:
+        while step < config.max_steps and stop.signal is None:
+            try:
+                batch = next_batch.result()
+            except standalone.BadDataError:
+                if step > saved_step:
+                    check_finite()
+                    saved_step = save(config.model_dir, model, train_step, run_config)
+                    log(f"Saved step {saved_step} in {config.model_dir} before stopping.")
+                raise
+            next_batch = reader.submit(sampler.batch, step + 1)
+            metrics = train_step(batch)
+            step += 1
+            sums = metrics if sums is None else jax.tree.map(lambda a, b: a + b, sums, metrics)
+            count += 1
+            report = step % config.log_every == 0 or step == config.max_steps
+            if report or step % config.save_every == 0 or stop.signal:
+                check_finite()
+            if report:
+                rate = count / (time.perf_counter() - started)
+                means = {k: np.asarray(v) / count for k, v in sums.items()}
+                line = {"step": step, "loss": float(means["loss"]), "kl": float(means["kl"]),
+                        "nll": float(means["nll"]), "sigma": float(metrics["sigma"]),
+                        "learning_rate": float(metrics["learning_rate"]),
+                        "kl_per_layer": [round(float(v), 4) for v in means["kl_per_layer"]],
+                        "steps_per_sec": round(rate, 3)}
+                with open(os.path.join(config.model_dir, METRICS_FILE), "a") as f:
+                    f.write(json.dumps(line) + "\n")
+                eta = (config.max_steps - step) / rate if rate > 0 else math.inf
+                log(f"step {step}/{config.max_steps}  -ELBO {line['loss']:.1f}  "
+                    f"KL {line['kl']:.1f}  NLL {line['nll']:.1f}  σ {line['sigma']:.4f}  "
+                    f"μ {line['learning_rate']:.2e}  {rate:.2f} steps/s  "
+                    f"ETA {eta / 60:.1f} min")
+                sums, count, started = None, 0, time.perf_counter()
+            if step % config.save_every == 0 or step == config.max_steps or stop.signal:
+                saved_step = save(config.model_dir, model, train_step, run_config)
+    finally:
+        stop.restore()
+        reader.shutdown(wait=True, cancel_futures=True)
+    stopped_by = stop.signal or "max_steps"
+    log(f"Stopped at step {step} ({stopped_by}); saved in {config.model_dir}.")
+    return step, stopped_by
