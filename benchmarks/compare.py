@@ -70,18 +70,25 @@ def model_pair(representation, policy, names):
     return models, config
 
 
-def random_batch(batch_size, context_size, image_size, seed=0):
-    """A batch of the model's input layout with uniform frames and normal cameras."""
-    import tensorflow as tf
-
+def random_batch(batch_size, context_size, image_size, seed=0, backend="tensorflow"):
+    """A batch of the model's input layout with uniform frames and normal cameras, as
+    TensorFlow constants or, for `backend="jax"`, arrays on JAX's default device."""
     rng = np.random.default_rng(seed)
     b, m, s = batch_size, context_size, image_size
-    return {
-        "context_frames": tf.constant(rng.uniform(size=(b, m, s, s, 3)), tf.float32),
-        "context_cameras": tf.constant(rng.normal(size=(b, m, 7)), tf.float32),
-        "query_camera": tf.constant(rng.normal(size=(b, 7)), tf.float32),
-        "target": tf.constant(rng.uniform(size=(b, s, s, 3)), tf.float32),
+    batch = {
+        "context_frames": rng.uniform(size=(b, m, s, s, 3)),
+        "context_cameras": rng.normal(size=(b, m, 7)),
+        "query_camera": rng.normal(size=(b, 7)),
+        "target": rng.uniform(size=(b, s, s, 3)),
     }
+    batch = {key: value.astype(np.float32) for key, value in batch.items()}
+    if backend == "jax":
+        import jax
+
+        return jax.device_put(batch)
+    import tensorflow as tf
+
+    return {key: tf.constant(value) for key, value in batch.items()}
 
 
 def alternate(calls, rounds, label):

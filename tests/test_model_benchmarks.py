@@ -2,6 +2,7 @@
 figure per configuration and variant. What they print is checked, never how fast anything is."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -56,3 +57,24 @@ def test_benchmarks_name_an_unknown_representation():
     assert result.returncode != 0
     assert "--representation 'voxels'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_gpu_script_times_the_jax_step_and_ends_with_json(tmp_path):
+    """benchmarks/gpu/run.sh as run on a GPU machine, here on CPU JAX with a tiny model (its
+    own flags overridden) and no wheels to install (Keras is already here)."""
+    env = {**os.environ, "GQN_WHEELS": str(tmp_path), "PYTHON": sys.executable,
+           "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "benchmarks" / "gpu" / "run.sh"), "--preset", "tiny",
+         "--batch_size", "2", "--context_size", "2", "--steps", "2",
+         "--mixed_precision", "float32"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["backend"] == "jax" and figures["device"].startswith("cpu")
+    assert figures["batch_size"] == 2 and figures["preset"] == "tiny"
+    (run,) = figures["results"]
+    assert (run["representation"], run["policy"], run["variant"]) == (
+        "pool", "float32", "factorised")
+    assert run["step_s"] > 0 and run["images_per_s"] == pytest.approx(2 / run["step_s"],
+                                                                      rel=2e-3)
