@@ -68,8 +68,10 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    # Keras seeds TensorFlow too where it is installed (keras.utils.set_random_seed): quietly.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:  # where TensorFlow is installed Keras seeds it too, and the shard listing uses it
+        cli.import_tensorflow()  # without its start-up lines
+    except ImportError:
+        pass  # the machine this script is for
     cli.quiet_library_logs()  # e.g. JAX's "Unable to initialize backend 'tpu'"
     import keras
 
