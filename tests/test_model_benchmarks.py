@@ -76,5 +76,6 @@ def test_the_gpu_script_times_the_jax_step_and_ends_with_json(tmp_path):
     (run,) = figures["results"]
     assert (run["representation"], run["policy"], run["variant"]) == (
         "pool", "float32", "factorised")
-    assert run["step_s"] > 0 and run["images_per_s"] == pytest.approx(2 / run["step_s"],
-                                                                      rel=2e-3)
+    # step_s is rounded to 1e-4 s, images_per_s computed before rounding.
+    assert run["step_s"] > 0 and 2 / run["images_per_s"] == pytest.approx(run["step_s"],
+                                                                          abs=6e-5)

@@ -150,13 +150,19 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
     "SIGINT" or "SIGTERM"). `log(line)` prints progress. Raises ValueError for bad settings,
     FileNotFoundError when the data are missing, standalone.BadDataError for a damaged record
     and NonFiniteLossError."""
+    if os.path.isdir(os.path.join(config.model_dir, checkpoints.CHECKPOINT_DIR)):
+        raise ValueError(f"{config.model_dir!r} holds a train.py (TensorFlow) run; give "
+                         f"train_jax.py a --model_dir of its own.")
     os.makedirs(config.model_dir, exist_ok=True)
     _same_model(config.model_dir, model_config)
+
+    def indexed(done, total, scenes):
+        if done == total or done % max(1, total // 10) == 0:
+            log(f"Indexed {scenes} scenes in {done} of {total} shard files.")
+
     sampler = standalone.SceneSampler(
         config.data_dir, config.dataset, "train", config.batch_size, config.context_size,
-        config.max_context_size, config.frame_size, config.seed,
-        progress=lambda done, total, scenes: done == total and log(
-            f"Indexed {scenes} scenes in {total} shard files."))
+        config.max_context_size, config.frame_size, config.seed, progress=indexed)
     if sampler.frame_size != model_config.image_size:
         raise ValueError(f"The model is built for {model_config.image_size}x"
                          f"{model_config.image_size} frames but the input gives "

@@ -170,3 +170,7 @@ def test_bad_input_is_one_line(sample_dir, tmp_path):
          str(tmp_path / "run2")], cwd=REPO_ROOT, env={**_env(), "KERAS_BACKEND": "tensorflow"},
         capture_output=True, text=True, timeout=120)
     assert wrong.returncode == 2 and "runs on the JAX backend" in wrong.stderr
+    (tmp_path / "tf_run" / "checkpoints").mkdir(parents=True)
+    mixed = _train_jax("--data_dir", str(sample_dir), "--max_steps", "2", "--model_dir",
+                       str(tmp_path / "tf_run"))
+    assert mixed.returncode == 2 and "holds a train.py (TensorFlow) run" in mixed.stderr
