@@ -8,7 +8,8 @@ the weights the TensorFlow side saved (<representation>.weights.h5) and the inpu
 WORK_DIR/inputs.npz, and writes to WORK_DIR/jax_<representation>.npz: the ELBO terms, the
 generated images, the gradient of the mean loss for every trainable weight, and for the first
 representation also the losses of a few JaxTrainStep updates on the same batch, saving the
-trained weights as trained.weights.h5 (which the TensorFlow side loads back).
+trained weights as trained.weights.h5 (which the TensorFlow side loads back), and the seeded
+latent noise of a whole global batch and of two of its rows.
 """
 
 import json
@@ -23,7 +24,7 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gqn_tf.model import GQN, get_preset  # noqa: E402
+from gqn_tf.model import GQN, distributions, get_preset  # noqa: E402
 from gqn_tf.training import schedules  # noqa: E402
 from gqn_tf.training.jax_step import JaxTrainStep  # noqa: E402
 
@@ -65,6 +66,13 @@ def main(work):
         for variable, gradient in zip(model.trainable_variables, gradients):
             out[f"gradient/{_within_model(variable)}"] = np.asarray(gradient)
         if index == 0:
+            # The noise of a replica's rows is those rows of the whole global batch's noise.
+            shape = (2, 4, 4, 2)
+            seed = np.array([7, 3], np.int32)
+            whole = distributions.latent_noise(seed, 2, (6, *shape[1:]))
+            rows = distributions.latent_noise(seed, 2, shape, batch_offset=2, global_batch_size=6)
+            out["noise_whole"] = np.stack([np.asarray(n) for n in whole])
+            out["noise_rows"] = np.stack([np.asarray(n) for n in rows])
             step = JaxTrainStep(model, schedules.ScheduleConfig(lr_initial=1e-3), seed=3)
             out["train_losses"] = np.array([float(step(batch)["loss"])
                                             for _ in range(cases["train_steps"])])

@@ -111,3 +111,11 @@ def test_noise_fed_in_is_the_noise_used(make_batch):
                        seed=4, noise=seeded).numpy(),
         model.generate(batch["context_frames"], batch["context_cameras"],
                        batch["query_camera"], seed=4).numpy())
+
+
+def test_jax_noise_of_a_replicas_rows_is_those_rows_of_the_global_batch(both_sides):
+    jax_out = both_sides[4]["tower"]
+    whole, rows = jax_out["noise_whole"], jax_out["noise_rows"]
+    assert whole.shape == (2, 6, 4, 4, 2) and rows.shape == (2, 2, 4, 4, 2)
+    np.testing.assert_array_equal(rows, whole[:, 2:4])
+    assert abs(float(whole.mean())) < 0.2 and 0.8 < float(whole.std()) < 1.2
