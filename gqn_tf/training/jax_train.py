@@ -157,7 +157,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
     _same_model(config.model_dir, model_config)
 
     def indexed(done, total, scenes):
-        if done == total or done % max(1, total // 10) == 0:
+        if done == total or (total >= 20 and done % (total // 10) == 0):
             log(f"Indexed {scenes} scenes in {done} of {total} shard files.")
 
     sampler = standalone.SceneSampler(
