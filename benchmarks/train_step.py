@@ -70,6 +70,12 @@ def main(argv):
     del argv
     if FLAGS.backend == "jax":
         os.environ["KERAS_BACKEND"] = "jax"  # before Keras is first imported
+        try:  # Keras seeds TensorFlow where it is installed: import it without its start-up lines
+            from gqn_tf import cli
+
+            cli.import_tensorflow()
+        except ImportError:
+            pass  # a GPU machine without TensorFlow
     try:
         compare.check_flags()
     except ValueError as error:
