@@ -20,15 +20,42 @@ RUN_CONFIG = "run_config.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
+def write_atomically(path, write):
+    """Calls write(temporary path) and renames the file to `path`, so that a crash never leaves
+    a half-written one. The temporary name keeps the extension (Keras checks `.keras`)."""
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.tmp{os.path.splitext(name)[1]}")
+    write(temporary)
+    os.replace(temporary, path)
+    return path
+
+
 def write_run_config(model_dir, model_config, **extra):
     """Writes `run_config.json` atomically: {"model": config fields, **extra}."""
     os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, RUN_CONFIG)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        json.dump({"model": model_config.to_dict(), **extra}, f, indent=2, sort_keys=True)
-    os.replace(temporary, path)
-    return path
+
+    def write(path):
+        with open(path, "w") as f:
+            json.dump({"model": model_config.to_dict(), **extra}, f, indent=2, sort_keys=True)
+
+    return write_atomically(os.path.join(model_dir, RUN_CONFIG), write)
+
+
+def check_same_model(model_dir, model_config):
+    """Refuses to continue the run saved in `model_dir` with another model config (a
+    ValueError naming the fields that differ). Callers check only once the run has saved
+    something: a run_config.json from a start that failed before its first save holds nothing
+    and is replaced."""
+    if not os.path.exists(os.path.join(model_dir, RUN_CONFIG)):
+        return
+    previous = read_run_config(model_dir).get("model")
+    if previous is not None and GQNConfig(**previous) != model_config:
+        changed = {k: (previous.get(k), v) for k, v in model_config.to_dict().items()
+                   if previous.get(k) != v}
+        raise ValueError(
+            f"{model_dir} holds a run of another model config (field: (saved, requested)): "
+            f"{changed}. Pass the same --preset and overrides to resume it, or a new "
+            f"--model_dir to start a new run.")
 
 
 def read_run_config(model_dir):

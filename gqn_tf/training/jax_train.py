@@ -62,14 +62,6 @@ class JaxTrainConfig:
     mixed_precision: str = "float32"
 
 
-def _write_atomically(path, write):
-    """Calls write(temporary path), then renames it to `path`."""
-    directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".{name}.tmp{os.path.splitext(name)[1]}")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 def _state_arrays(train_step):
     trainable, non_trainable, optimizer_variables = train_step.state
     arrays = {"format": np.array(_STATE_FORMAT)}
@@ -98,17 +90,6 @@ def _load_state(train_step, path):
     train_step.state = tuple(state)
 
 
-def _same_model(model_dir, model_config):
-    try:
-        saved = checkpoints.read_run_config(model_dir)["model"]
-    except FileNotFoundError:
-        return
-    if saved != model_config.to_dict():
-        changed = sorted(k for k in saved if saved.get(k) != model_config.to_dict().get(k))
-        raise ValueError(f"{model_dir!r} holds a run of another model ({', '.join(changed)} "
-                         f"differ); use the same model flags or a new --model_dir.")
-
-
 class _Stop:
     """Ctrl-C or SIGTERM asks to stop after the current step (and save); a second Ctrl-C stops
     at once, saving nothing. The step itself is never interrupted: its input buffers are
@@ -134,10 +115,10 @@ def save(model_dir, model, train_step, run_config):
     """Writes the run's model.keras, model.npz and train_state.npz (each atomically)."""
     train_step.sync()
     step = train_step.step
-    _write_atomically(os.path.join(model_dir, STATE_FILE),
+    checkpoints.write_atomically(os.path.join(model_dir, STATE_FILE),
                       lambda path: np.savez(path, **_state_arrays(train_step)))
-    _write_atomically(os.path.join(model_dir, MODEL_FILE), model.save)
-    _write_atomically(
+    checkpoints.write_atomically(os.path.join(model_dir, MODEL_FILE), model.save)
+    checkpoints.write_atomically(
         os.path.join(model_dir, COMPACT_FILE),
         lambda path: checkpoints.save_compact(
             model, path, {"source": os.path.join(model_dir, MODEL_FILE), "step": step,
@@ -153,8 +134,9 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
     if os.path.isdir(os.path.join(config.model_dir, checkpoints.CHECKPOINT_DIR)):
         raise ValueError(f"{config.model_dir!r} holds a train.py (TensorFlow) run; give "
                          f"train_jax.py a --model_dir of its own.")
-    os.makedirs(config.model_dir, exist_ok=True)
-    _same_model(config.model_dir, model_config)
+    state_path = os.path.join(config.model_dir, STATE_FILE)
+    if os.path.exists(state_path):
+        checkpoints.check_same_model(config.model_dir, model_config)
 
     def indexed(done, total, scenes):
         if done == total or (total >= 20 and done % (total // 10) == 0):
@@ -176,15 +158,14 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
         train_step = JaxTrainStep(model, schedule, seed=config.seed)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    state_path = os.path.join(config.model_dir, STATE_FILE)
     if os.path.exists(state_path):
         _load_state(train_step, state_path)
         log(f"Resumed from {state_path} at step {train_step.step}.")
-    run_config = {"model": model_config.to_dict(), "dataset": config.dataset,
-                  "data_dir": config.data_dir, "train": dataclasses.asdict(config),
-                  "schedule": dataclasses.asdict(schedule), "backend": "jax"}
-    checkpoints.write_run_config(config.model_dir, model_config,
-                                 **{k: v for k, v in run_config.items() if k != "model"})
+    extra = {"dataset": config.dataset, "data_dir": config.data_dir,
+             "train": dataclasses.asdict(config), "schedule": dataclasses.asdict(schedule),
+             "backend": "jax"}
+    checkpoints.write_run_config(config.model_dir, model_config, **extra)
+    run_config = {"model": model_config.to_dict(), **extra}  # also kept in model.npz
 
     step = saved_step = train_step.step
     stop = _Stop()

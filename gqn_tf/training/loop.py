@@ -32,7 +32,7 @@ import tensorflow as tf
 from absl import logging
 
 from gqn_tf.data import check, datasets, pipeline, shards
-from gqn_tf.model import GQN, GQNConfig
+from gqn_tf.model import GQN
 from gqn_tf.training import checkpoints, cluster as clusters, schedules, summaries
 from gqn_tf.training.step import TrainStep
 
@@ -255,22 +255,6 @@ def _duration(seconds):
     return f"{days}d {text}" if days else text
 
 
-def _check_same_model(model_dir, model_config):
-    """Refuses to resume a saved run with another model config. A run_config.json without a
-    checkpoint (a start that failed before its first save) holds nothing and is replaced."""
-    if (not os.path.exists(os.path.join(model_dir, checkpoints.RUN_CONFIG))
-            or checkpoints.latest_checkpoint(model_dir) is None):
-        return
-    previous = checkpoints.read_run_config(model_dir).get("model")
-    if previous is not None and GQNConfig(**previous) != model_config:
-        changed = {k: (previous.get(k), v) for k, v in model_config.to_dict().items()
-                   if previous.get(k) != v}
-        raise ValueError(
-            f"{model_dir} holds a run of another model config (field: (saved, requested)): "
-            f"{changed}. Pass the same --preset and overrides to resume it, or a new "
-            f"--model_dir to start a new run.")
-
-
 # The TrainConfig fields that define the input stream saved with each checkpoint.
 _INPUT_FIELDS = ("dataset", "data_dir", "batch_size", "context_size", "max_context_size",
                  "seed", "shuffle_buffer_size", "frame_size", "skip_bad_records", "tfds_dir")
@@ -404,8 +388,9 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     is_chief = cluster is None or cluster.is_chief
     rows = cluster.rows(config.batch_size) if cluster else None
     check_image_size(model_config, config)
-    _check_same_model(config.model_dir, model_config)
     resume_from = checkpoints.latest_checkpoint(config.model_dir)
+    if resume_from:
+        checkpoints.check_same_model(config.model_dir, model_config)
     settings = _input_settings(config)
     saved_settings, resume_step = _saved_input(resume_from) if resume_from else (settings, 0)
     same_input = saved_settings == settings

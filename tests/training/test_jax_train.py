@@ -6,6 +6,7 @@ compact file continues under train.py --init_from."""
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,6 +122,22 @@ def test_train_py_continues_from_the_jax_model_at_its_step(runs, sample_dir, tmp
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "step 7/8" in result.stderr and "step 6/8" not in result.stderr
+
+
+def test_a_saved_run_refuses_another_model_but_a_failed_start_does_not(runs, sample_dir,
+                                                                       tmp_path):
+    saved = tmp_path / "saved"
+    shutil.copytree(runs[0], saved)
+    other = ["--model", "num_layers=3", "--data_dir", str(sample_dir), "--max_steps", "1",
+             "--model_dir", str(saved)]
+    refused = _train_jax(*other)
+    assert refused.returncode == 2
+    assert "holds a run of another model config" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    (saved / "train_state.npz").unlink()  # as after a start that failed before its first save
+    started = _train_jax(*other)
+    assert started.returncode == 0, started.stderr[-3000:]
+    assert json.loads((saved / "run_config.json").read_text())["model"]["num_layers"] == 3
 
 
 def test_sigterm_saves_and_the_same_command_resumes(sample_dir, tmp_path):
