@@ -59,6 +59,17 @@ def test_benchmarks_name_an_unknown_representation():
     assert "Traceback" not in result.stderr
 
 
+def test_a_backend_keras_does_not_run_on_is_named():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "train_step.py"), "--preset", "tiny",
+         "--backend", "tensorflow"], cwd=REPO_ROOT, env={**os.environ, "KERAS_BACKEND": "jax"},
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert ("--backend tensorflow but Keras runs on jax; set KERAS_BACKEND=tensorflow"
+            in result.stderr)
+    assert "Traceback" not in result.stderr
+
+
 def test_the_gpu_script_times_the_jax_step_and_ends_with_json(tmp_path):
     """benchmarks/gpu/run.sh as run on a GPU machine, here on CPU JAX with a tiny model (its
     own flags overridden) and no wheels to install (Keras is already here)."""

@@ -68,6 +68,10 @@ def masked_crc32c(data):
 
 # --- TFRecord framing ---------------------------------------------------------------------
 
+# A record: length (8 bytes) and its masked CRC (4) before the payload, the payload's CRC after.
+_HEADER, _FOOTER = 12, 4
+_REDOWNLOAD = "Re-download that shard (python data/download.py)."
+
 
 def index_records(path):
     """[(offset, length)] of the payloads of the TFRecord file `path`, checking each length
@@ -78,20 +82,20 @@ def index_records(path):
         position = 0
         while position < size:
             where = f"record {len(found)} of shard {path}{records.COUNTING_NOTE}"
-            header = f.read(12)
-            if len(header) < 12:
+            header = f.read(_HEADER)
+            if len(header) < _HEADER:
                 raise BadDataError(f"{where}: the file ends inside a record header (truncated "
-                                   f"shard). Re-download it (python data/download.py).")
+                                   f"shard). {_REDOWNLOAD}")
             length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
             if masked_crc32c(length_bytes) != length_crc:
                 raise BadDataError(f"{where}: the record's length header fails its CRC "
-                                   f"(corrupted shard). Re-download it (python data/download.py).")
+                                   f"(corrupted shard). {_REDOWNLOAD}")
             (length,) = struct.unpack("<Q", length_bytes)
-            if position + 12 + length + 4 > size:
-                raise BadDataError(f"{where}: the file ends inside the record (truncated shard). "
-                                   f"Re-download it (python data/download.py).")
-            found.append((position + 12, length))
-            position += 12 + length + 4
+            if position + _HEADER + length + _FOOTER > size:
+                raise BadDataError(f"{where}: the file ends inside the record (truncated "
+                                   f"shard). {_REDOWNLOAD}")
+            found.append((position + _HEADER, length))
+            position += _HEADER + length + _FOOTER
             f.seek(position)
     return found
 
@@ -263,15 +267,14 @@ class SceneSampler:
                 jpegs, scene_cameras = parse_scene(self._read(scene), self.sequence_size)
             except ValueError as error:
                 raise BadDataError(f"{self._where(scene)}{records.COUNTING_NOTE}: {error}. "
-                                   f"Re-download that shard (python data/download.py).") from None
+                                   f"{_REDOWNLOAD}") from None
             for view in views:
                 try:
                     frames.append(decode_frame(jpegs[view], self.frame_size))
                 except OSError as error:
                     raise BadDataError(
                         f"{self._where(scene)}: frame {view} does not decode as a JPEG "
-                        f"({error}){records.COUNTING_NOTE}. Re-download that shard "
-                        f"(python data/download.py).") from None
+                        f"({error}){records.COUNTING_NOTE}. {_REDOWNLOAD}") from None
             raw.append(scene_cameras[views])
         size = self.frame_size
         frames = np.stack(frames).reshape(self.batch_size, m + 1, size, size, 3)

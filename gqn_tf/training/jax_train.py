@@ -76,7 +76,8 @@ def _load_state(train_step, path):
     """Puts a saved train_state.npz into `train_step` (ValueError if it does not fit)."""
     with np.load(path) as saved:
         if str(saved.get("format", "")) != _STATE_FORMAT:
-            raise ValueError(f"{path!r} is not a train_jax.py state file.")
+            raise ValueError(f"{path!r} is not a train_jax.py state file; move it away or "
+                             f"pass a new --model_dir.")
         state = []
         for group, values in zip(("trainable", "non_trainable", "optimizer"), train_step.state):
             loaded = []
@@ -175,10 +176,11 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
 
     def check_finite():
         if sums is not None and not all(np.isfinite(np.asarray(v)).all() for v in sums.values()):
+            kept = (f"nothing was saved after step {saved_step}, so resume from that save"
+                    if saved_step else "nothing of this run was saved")
             raise NonFiniteLossError(
                 f"The loss became NaN or Inf between steps {step - count + 1} and {step}; "
-                f"nothing was saved after step {saved_step}. Lower --lr_initial or resume "
-                f"from that save.")
+                f"{kept}. Lower --lr_initial and run again.")
 
     try:
         while step < config.max_steps and stop.signal is None:

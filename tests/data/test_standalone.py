@@ -111,6 +111,15 @@ def test_a_truncated_shard_is_named(sample_dir, tmp_path):
         standalone.SceneSampler(root, DATASET)
 
 
+def test_a_shard_ending_inside_a_header_is_named(sample_dir, tmp_path):
+    root = _copy_split(sample_dir, tmp_path,
+                       lambda name, data: data + b"\x05" * 5 if name.startswith("4-") else data)
+    with pytest.raises(standalone.BadDataError,
+                       match=r"record 40 of shard .*4-of-4\.tfrecord.*ends inside a record "
+                             r"header \(truncated shard\)\. Re-download that shard"):
+        standalone.SceneSampler(root, DATASET)
+
+
 def test_a_corrupted_length_header_is_named(sample_dir, tmp_path):
     def corrupt(name, data):
         if not name.startswith("1-"):
@@ -153,6 +162,17 @@ def test_a_bad_scene_is_named_when_read(sample_dir, tmp_path, frames, words):
     sampler = standalone.SceneSampler(root, DATASET, batch_size=160, context_size=1)  # every scene
     with pytest.raises(standalone.BadDataError,
                        match=rf"record 0 of shard .*1-of-4\.tfrecord.*{words}"):
+        sampler.batch(0)
+
+
+def test_a_record_that_is_no_example_is_named_when_read(sample_dir, tmp_path):
+    root = _copy_split(
+        sample_dir, tmp_path,
+        lambda name, data: _rewrite_record(data, 0, b"\xff\xff\xff") if name.startswith("1-")
+        else data)
+    sampler = standalone.SceneSampler(root, DATASET, batch_size=160, context_size=1)
+    with pytest.raises(standalone.BadDataError,
+                       match=r"record 0 of shard .*1-of-4\.tfrecord.*not a tf\.train\.Example"):
         sampler.batch(0)
 
 

@@ -191,3 +191,24 @@ def test_bad_input_is_one_line(sample_dir, tmp_path):
     mixed = _train_jax("--data_dir", str(sample_dir), "--max_steps", "2", "--model_dir",
                        str(tmp_path / "tf_run"))
     assert mixed.returncode == 2 and "holds a train.py (TensorFlow) run" in mixed.stderr
+
+
+def test_a_nan_loss_and_bad_settings_are_one_line(sample_dir, tmp_path):
+    def one_line(result, code, words):
+        assert result.returncode == code, result.stderr[-3000:]
+        lines = [line for line in result.stderr.splitlines() if line.startswith("train_jax.py:")]
+        assert len(lines) == 1 and words in lines[0], result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+
+    data = ["--data_dir", str(sample_dir), "--max_steps", "6"]
+    nan = _train_jax(*data, "--lr_initial", "1e30", "--lr_final", "1e30", "--log_every", "3",
+                     "--save_every", "3", "--model_dir", str(tmp_path / "nan"))
+    one_line(nan, 1, "The loss became NaN or Inf between steps 1 and 3; nothing of this run "
+                     "was saved. Lower --lr_initial")
+    assert not (tmp_path / "nan" / "train_state.npz").exists()
+    sizes = _train_jax(*data, "--model", "image_size=64", "--model_dir", str(tmp_path / "size"))
+    one_line(sizes, 2, "built for 64x64 frames but the input gives 32x32; set --frame_size 64")
+    (tmp_path / "state").mkdir()
+    np.savez(tmp_path / "state" / "train_state.npz", weights=np.zeros(3))
+    state = _train_jax(*data, "--model_dir", str(tmp_path / "state"))
+    one_line(state, 2, "train_state.npz' is not a train_jax.py state file")
