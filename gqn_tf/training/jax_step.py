@@ -59,8 +59,7 @@ class JaxTrainStep:
         trainable, non_trainable, optimizer_variables = state
         step = optimizer_variables[self._iterations]
         sigma = schedules.pixel_std(step, self.schedule)
-        learning_rate = schedules.linear_anneal(
-            step, self.schedule.lr_initial, self.schedule.lr_final, self.schedule.lr_steps)
+        learning_rate = schedules.learning_rate_of(step, self.schedule)
         seed = jnp.stack([jnp.int32(self.seed), step.astype(jnp.int32)])
         (_, sums), gradients = jax.value_and_grad(self._loss, has_aux=True)(
             trainable, non_trainable, batch, sigma, seed)

@@ -1,7 +1,9 @@
 """Table S1: the optimiser constants and the annealing of the learning rate μ and pixel std σ.
 
 Both schedules are computed from the step counter as tensors, inside the compiled step, so they
-keep moving after tracing (docs/design.md §5 "Frozen annealing").
+keep moving after tracing (docs/design.md §5 "Frozen annealing"). Beyond Table S1, σ may follow
+a piecewise-linear schedule through given (step, σ) points (e.g. anneal to 0.7, hold, then lower
+to 0.3), and μ may rise linearly from 0 over a warm-up.
 """
 
 import dataclasses
@@ -23,6 +25,50 @@ class ScheduleConfig:
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
+    # Not in Table S1 (empty / 0: Table S1's schedules). sigma_schedule: "step:σ,step:σ,..."
+    # points of a piecewise-linear σ that replaces the σ_i → σ_f anneal (see `parse_points`).
+    # lr_warmup_steps: μ is scaled by min(1, (step + 1) / lr_warmup_steps).
+    sigma_schedule: str = ""
+    lr_warmup_steps: float = 0.0
+
+    def __post_init__(self):
+        parse_points(self.sigma_schedule)
+        if self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}.")
+
+
+def parse_points(text):
+    """"0:2.0,2000:0.7,8000:0.7,10000:0.3" → ((0, 2.0), (2000, 0.7), ...), or () for "".
+
+    Steps must increase and values be positive; before the first step the value is the first
+    point's, after the last the last point's. Raises a ValueError naming the bad point."""
+    if not text.strip():
+        return ()
+    points = []
+    for part in text.split(","):
+        try:
+            step, value = (float(x) for x in part.split(":"))
+        except ValueError:
+            raise ValueError(f"Bad schedule point {part.strip()!r} in {text!r}: write "
+                             f"STEP:VALUE pairs separated by commas, e.g. "
+                             f"0:2.0,2000:0.7,8000:0.3.") from None
+        if value <= 0:
+            raise ValueError(f"Schedule point {part.strip()!r}: the value must be positive.")
+        if points and step <= points[-1][0]:
+            raise ValueError(f"Schedule point {part.strip()!r}: steps must increase "
+                             f"(the one before is {points[-1][0]:g}).")
+        points.append((step, value))
+    return tuple(points)
+
+
+def piecewise_linear(step, points):
+    """The piecewise-linear function through `points` ((step, value) pairs, steps increasing)
+    at `step`, as a float32 tensor: a sum of clipped ramps, so it traces to plain ops."""
+    step = ops.cast(step, "float32")
+    value = ops.cast(points[0][1], "float32") + 0.0 * step
+    for (start, low), (stop, high) in zip(points, points[1:]):
+        value = value + (high - low) * ops.clip((step - start) / (stop - start), 0.0, 1.0)
+    return value
 
 
 def linear_anneal(step, initial, final, steps):
@@ -35,25 +81,47 @@ def linear_anneal(step, initial, final, steps):
 class AnnealedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """μ_s of Table S1, read by the optimizer from `optimizer.iterations` at every step."""
 
-    def __init__(self, initial=5e-4, final=5e-5, steps=1.6e6):
+    def __init__(self, initial=5e-4, final=5e-5, steps=1.6e6, warmup_steps=0.0):
         self.initial, self.final, self.steps = initial, final, steps
+        self.warmup_steps = warmup_steps
 
     def __call__(self, step):
-        return linear_anneal(step, self.initial, self.final, self.steps)
+        return learning_rate(step, self.initial, self.final, self.steps, self.warmup_steps)
 
     def get_config(self):
-        return {"initial": self.initial, "final": self.final, "steps": self.steps}
+        return {"initial": self.initial, "final": self.final, "steps": self.steps,
+                "warmup_steps": self.warmup_steps}
+
+
+def learning_rate(step, initial, final, steps, warmup_steps=0.0):
+    """μ_s of Table S1, scaled by min(1, (step + 1) / warmup_steps) during a warm-up (so the
+    first update already moves)."""
+    rate = linear_anneal(step, initial, final, steps)
+    if warmup_steps:
+        rate = rate * ops.minimum((ops.cast(step, "float32") + 1.0) / warmup_steps, 1.0)
+    return rate
+
+
+def learning_rate_of(step, config=ScheduleConfig()):
+    """μ at `step` under `config` (a tensor in, a tensor out)."""
+    return learning_rate(step, config.lr_initial, config.lr_final, config.lr_steps,
+                         config.lr_warmup_steps)
 
 
 def pixel_std(step, config=ScheduleConfig()):
-    """σ_s of Table S1 at `step` (a tensor in, a tensor out)."""
+    """σ_s at `step` (a tensor in, a tensor out): Table S1's anneal, or the piecewise-linear
+    `config.sigma_schedule` when it is set."""
+    points = parse_points(config.sigma_schedule)
+    if points:
+        return piecewise_linear(step, points)
     return linear_anneal(step, config.sigma_initial, config.sigma_final, config.sigma_steps)
 
 
 def make_optimizer(config=ScheduleConfig()):
     """Adam with Table S1's β1, β2, ε and the annealed learning rate."""
     return keras.optimizers.Adam(
-        learning_rate=AnnealedLearningRate(config.lr_initial, config.lr_final, config.lr_steps),
+        learning_rate=AnnealedLearningRate(config.lr_initial, config.lr_final, config.lr_steps,
+                                           config.lr_warmup_steps),
         beta_1=config.beta_1,
         beta_2=config.beta_2,
         epsilon=config.epsilon,

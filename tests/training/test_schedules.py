@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from gqn_tf.training import schedules
@@ -36,3 +37,36 @@ def test_optimizer_uses_table_s1_constants_and_round_trips():
     clone = keras.optimizers.Adam.from_config(optimizer.get_config())
     clone.iterations.assign(800_000)
     assert np.isclose(float(clone.learning_rate), 5e-5 + 4.5e-4 * 0.5)
+
+
+def test_a_piecewise_sigma_schedule_goes_through_its_points_inside_a_traced_function():
+    config = schedules.ScheduleConfig(sigma_schedule="0:2.0, 100:0.7, 300:0.7, 400:0.3")
+    step = tf.Variable(0, dtype=tf.int64)
+    read = tf.function(lambda: schedules.pixel_std(step, config))
+    expected = {0: 2.0, 50: 1.35, 100: 0.7, 200: 0.7, 300: 0.7, 350: 0.5, 400: 0.3, 10_000: 0.3}
+    for at, sigma in expected.items():
+        step.assign(at)
+        assert float(read()) == pytest.approx(sigma, abs=1e-6), at
+
+
+def test_bad_sigma_schedules_name_the_bad_point():
+    for text, message in (("0:2.0,100", "Bad schedule point '100'"),
+                          ("0:2.0,100:0", "'100:0': the value must be positive"),
+                          ("0:2.0,100:1,50:0.5", "'50:0.5': steps must increase"),
+                          ("a:b", "STEP:VALUE pairs")):
+        with pytest.raises(ValueError, match=message):
+            schedules.ScheduleConfig(sigma_schedule=text)
+
+
+def test_the_learning_rate_warms_up_linearly_then_follows_table_s1():
+    config = schedules.ScheduleConfig(lr_initial=1e-3, lr_warmup_steps=100)
+    assert float(schedules.learning_rate_of(0, config)) == pytest.approx(1e-5, rel=1e-4)
+    assert float(schedules.learning_rate_of(49, config)) == pytest.approx(5e-4, rel=1e-4)
+    assert float(schedules.learning_rate_of(99, config)) == pytest.approx(
+        float(schedules.learning_rate_of(99, schedules.ScheduleConfig(lr_initial=1e-3))))
+    optimizer = schedules.make_optimizer(config)
+    clone = keras.optimizers.Adam.from_config(optimizer.get_config())
+    clone.iterations.assign(9)
+    assert float(clone.learning_rate) == pytest.approx(1e-4, rel=1e-4)
+    with pytest.raises(ValueError, match="lr_warmup_steps"):
+        schedules.ScheduleConfig(lr_warmup_steps=-1)
