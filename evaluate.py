@@ -58,8 +58,9 @@ _SIGMA = flags.DEFINE_float(
 # --- What to compute ----------------------------------------------------------------------
 _MAX_CONTEXT = flags.DEFINE_integer(
     "max_context", None, "Largest number of context views M; every M from 0 to it is "
-    "evaluated (cost grows linearly with it). Default: S - 1 (14 for Shepard-Metzler, 9 for "
-    "rooms).", lower_bound=0)
+    "evaluated (cost grows linearly with it). Default: the largest context size the model "
+    "was trained with, where its run config records it (said in a warning), else S - 1 (14 "
+    "for Shepard-Metzler, 9 for rooms).", lower_bound=0)
 _SAMPLES = flags.DEFINE_integer(
     "samples", 4, "Prior samples per scene in the PNG grids.", lower_bound=0)
 _GRID_SCENES = flags.DEFINE_integer(
@@ -77,6 +78,10 @@ _LATENT_SAMPLES = flags.DEFINE_integer(
     "latent_samples", 8, "Prior samples per scene for the 'spl std' column (sample_std): the "
     "pixel std over samples, 0 when the generator ignores its latents (< 2: not measured).",
     lower_bound=0)
+_MEAN_SAMPLES = flags.DEFINE_integer(
+    "mean_samples", 4, "Prior samples per scene averaged into the 'mean-K MSE' column "
+    "(sample_mean_mse): the mean of samples averages out the latents' noise, at the price of "
+    "blur.", lower_bound=1)
 _MEAN_IMAGE_SCENES = flags.DEFINE_integer(
     "mean_image_scenes", 500, "Training scenes averaged into the mean image of the baseline "
     "'mean MSE' (mean_image_mse); 0 turns it off. Needs <data_dir>/<dataset>/train/.",
@@ -102,24 +107,32 @@ def _grid_context_sizes(values):
 
 def _print_table(result):
     """The per-M table on stdout, one row per M, then the overall row."""
+    k = result["mean_samples"]
     header = (f"{'M':>4} {'-ELBO nats':>11} {'bits/dim':>8} {'KL nats':>9} {'NLL nats':>10} "
-              f"{'gen MSE':>8} {'gen PSNR':>8} {'rec MSE':>8} {'rec PSNR':>8} "
-              f"{'spl std':>8} {'near MSE':>8} {'mean MSE':>8}")
+              f"{'gen MSE':>8} {'gen PSNR':>8} {f'mean-{k} MSE':>11} {'pmean MSE':>9} "
+              f"{'rec MSE':>8} {'rec PSNR':>8} {'spl std':>8} {'near MSE':>8} {'mean MSE':>8}"
+              f" {'gen/mean':>8} {f'mean-{k}/mean':>12} {'pmean/mean':>10}")
     print(header)
 
-    def number(value):
-        return f"{value:8.5f}" if value is not None else f"{'-':>8}"
+    def number(value, width=8, digits=5):
+        return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
     rows = [(str(row["num_context"]), row) for row in result["per_context"]]
     for label, row in rows + [("all", result["overall"])]:
         print(f"{label:>4} {row['neg_elbo_nats']:11.1f} {row['neg_elbo_bits_per_dim']:8.4f} "
               f"{row['kl_nats']:9.2f} {row['nll_nats']:10.1f} {row['generation_mse']:8.5f} "
-              f"{row['generation_psnr']:8.2f} {row['reconstruction_mse']:8.5f} "
+              f"{row['generation_psnr']:8.2f} {row['sample_mean_mse']:11.5f} "
+              f"{row['prior_mean_mse']:9.5f} {row['reconstruction_mse']:8.5f} "
               f"{row['reconstruction_psnr']:8.2f} {number(row.get('sample_std'))} "
-              f"{number(row.get('nearest_view_mse'))} {number(row.get('mean_image_mse'))}")
-    print("gen: generated from the prior (Alg. S3); rec: reconstructed from the posterior; "
-          "spl std: pixel std over prior samples; near: the context view nearest the query; "
-          "mean: the mean training image.")
+              f"{number(row.get('nearest_view_mse'))} {number(row.get('mean_image_mse'))} "
+              f"{number(row.get('generation_mse_ratio'), 8, 3)} "
+              f"{number(row.get('sample_mean_mse_ratio'), 12, 3)} "
+              f"{number(row.get('prior_mean_mse_ratio'), 10, 3)}")
+    print(f"gen: one sample from the prior (Alg. S3); mean-{k}: the mean of {k} prior samples; "
+          "pmean: every z at its prior mean; rec: reconstructed from the posterior; spl std: "
+          "pixel std over prior samples; near: the context view nearest the query; mean: the "
+          "mean training image; x/mean: an MSE as a ratio to the mean image's. PSNR of every "
+          "render and baseline is in metrics.json.")
     floor = result["nll_floor"]
     print(f"σ = {result['sigma']:g} ({result['sigma_source']}); NLL floor {floor['nats']:.1f} "
           f"nats = {floor['bits_per_dim']:.4f} bits/dim; {result['num_scenes']} scenes, "
@@ -145,7 +158,7 @@ def main(argv):
         grid_scenes=_GRID_SCENES.value, grid_context_sizes=_grid_context_sizes(_GRID_CONTEXT.value),
         progress=_PROGRESS.value, frame_size=_FRAME_SIZE.value,
         skip_bad_records=_SKIP_BAD_RECORDS.value, latent_samples=_LATENT_SAMPLES.value,
-        mean_image_scenes=_MEAN_IMAGE_SCENES.value)
+        mean_image_scenes=_MEAN_IMAGE_SCENES.value, mean_samples=_MEAN_SAMPLES.value)
     try:
         result = loop.evaluate(config)
     except (loop.NotEnoughScenesError, shards.DataNotFoundError, shards.ShardNamingError,

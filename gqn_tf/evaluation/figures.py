@@ -82,11 +82,30 @@ def labelled_grid(rows, row_labels=None, column_labels=None, scale=1):
     tile_h = rows[0][0].shape[0] if rows and rows[0] else 0
     tile_w = next((row[0].shape[1] for row in rows if row), 0)
     for c, label in enumerate(column_labels or []):
-        draw.text((left + c * (tile_w + 2) + 1, 2), str(label), fill="black", font=font)
+        text = fit_label(str(label), tile_w, font)
+        x = left + c * (tile_w + 2) + max(0, (tile_w - font.getlength(text)) // 2)
+        draw.text((x, 2), text, fill="black", font=font)
     for r, label in enumerate(row_labels or []):
         draw.text((2, top + r * (tile_h + 2) + tile_h // 2 - _FONT_SIZE // 2), str(label),
                   fill="black", font=font)
     return np.asarray(canvas)
+
+
+# Shorter forms of column labels for tiles too narrow for the long ones.
+_SHORT_LABELS = {"view": "v", "prior": "p", "target": "tgt", "posterior": "post", "query": "q",
+                 "mean": "avg", "sample": "s"}
+
+
+def fit_label(label, width, font):
+    """`label` if it fits `width` pixels in `font`, else its short form ("view 3" → "v3",
+    "posterior" → "post"), cut to fit if even that is too wide; labels never overlap."""
+    if font.getlength(label) <= width:
+        return label
+    words = label.split()
+    short = "".join([_SHORT_LABELS.get(words[0], words[0]), *words[1:]])
+    while short and font.getlength(short) > width:
+        short = short[:-1]
+    return short
 
 
 def stack_vertically(images, gap=4):
@@ -134,12 +153,18 @@ def plot_curves(rows, path, title=None, nll_floor_bits_per_dim=None):
 
     for column, (metric, unit) in enumerate((("mse", "MSE"), ("psnr", "PSNR (dB)"))):
         axis = axes[1, column]
-        for kind, label in (("generation", "generated (prior)"),
+        for kind, label in (("generation", "one prior sample"),
+                            ("sample_mean", "mean of prior samples"),
+                            ("prior_mean", "prior-mean render"),
                             ("reconstruction", "reconstruction (posterior)")):
-            values, errors = series(f"{kind}_{metric}")
-            axis.errorbar(m, values, yerr=errors, marker="o", capsize=3, label=label)
-        axis.set(title=f"{unit} of the mean image vs the target", ylabel=unit)
-        axis.legend()
+            if rows and f"{kind}_{metric}" in rows[0]:
+                values, errors = series(f"{kind}_{metric}")
+                axis.errorbar(m, values, yerr=errors, marker="o", capsize=3, label=label)
+        baseline = rows[0].get(f"mean_image_{metric}") if rows else None
+        if baseline is not None:
+            axis.axhline(baseline, color="grey", linestyle="--", label="mean training image")
+        axis.set(title=f"{unit} of the renders vs the target", ylabel=unit)
+        axis.legend(fontsize="small")
 
     for axis in axes.flat:
         axis.set_xlabel("context views M")

@@ -30,7 +30,8 @@ from gqn_tf.evaluation import figures, metrics
 from gqn_tf.model import distributions
 from gqn_tf.training import checkpoints, schedules
 
-SCHEMA_VERSION = 2  # 2: latent diagnostics, baselines, skipped records
+SCHEMA_VERSION = 3  # 2: latent diagnostics, baselines, skipped records; 3: mean of samples,
+# prior-mean render, PSNR of every render and baseline, ratios to the mean image
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 # Scenes evaluated when `num_scenes` is not given: all of the split, at most this many.
@@ -61,6 +62,7 @@ class EvalConfig:
       shows whether the latents change the rendering (0 or 1: not measured).
     mean_image_scenes: training scenes averaged into the mean image of the `mean_image_mse`
       baseline (0, or no train split: no such baseline).
+    mean_samples: prior samples averaged into the `sample_mean` render.
     """
 
     dataset: str
@@ -81,6 +83,7 @@ class EvalConfig:
     skip_bad_records: bool = False
     latent_samples: int = 8
     mean_image_scenes: int = 500
+    mean_samples: int = metrics.MEAN_OF_SAMPLES
 
 
 def count_scenes(filenames, limit=None, skip_bad_records=False):
@@ -115,6 +118,17 @@ def run_config_of(model_path):
         return None
 
 
+def trained_context(run_config):
+    """The largest context size M a run trained with (its fixed `context_size`, else its
+    `max_context_size`), or None when the run config does not say (or said S − 1)."""
+    train = (run_config or {}).get("train") or {}
+    if train.get("context_size") is not None:
+        return int(train["context_size"])
+    if train.get("max_context_size") is not None:
+        return int(train["max_context_size"])
+    return None
+
+
 def resolve_sigma(sigma, run_config):
     """(σ, where it came from): the flag, the run's final σ, or Table S1's σ_f."""
     if sigma is not None:
@@ -132,6 +146,8 @@ def _check(config, info):
         raise ValueError(f"num_scenes must be at least 1, got {config.num_scenes}.")
     if config.samples < 0 or config.grid_scenes < 0:
         raise ValueError("samples and grid_scenes must be >= 0.")
+    if config.mean_samples < 1:
+        raise ValueError(f"mean_samples must be at least 1, got {config.mean_samples}.")
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {config.batch_size}.")
     max_context = info.sequence_size - 1 if config.max_context is None else config.max_context
@@ -145,15 +161,19 @@ def _check(config, info):
     return max_context, sorted(set(grid_sizes))
 
 
-def _scenes(config, info, filenames, num_scenes, max_context, frame_size, bad_records):
-    """Batches of the first `num_scenes` scenes with `max_context` context views each."""
+def scene_batches(filenames, info, *, num_scenes, context_size, seed, batch_size,
+                  frame_size=None, skip_bad_records=False, bad_records=None):
+    """Batches of the first `num_scenes` scenes of `filenames` in file order, with
+    `context_size` context views each: each scene's views are one permutation drawn from
+    `seed`, so the same arguments give the same scenes, views and query."""
     records = pipeline.read_records(filenames, shuffle=False,
-                                    skip_bad_records=config.skip_bad_records,
+                                    skip_bad_records=skip_bad_records,
                                     bad_record_counter=bad_records).take(num_scenes)
     return pipeline.scenes_from_records(
-        records, info, batch_size=config.batch_size, context_size=max_context,
-        seed=config.seed, frame_size=frame_size, drop_remainder=False,
-        skip_bad_records=config.skip_bad_records, bad_record_counter=bad_records)
+        records, info, batch_size=batch_size, context_size=context_size,
+        seed=seed, frame_size=frame_size, drop_remainder=False,
+        skip_bad_records=skip_bad_records, bad_record_counter=bad_records)
+
 
 
 def _frame_size(config, info, model, run_config):
@@ -170,8 +190,7 @@ def _frame_size(config, info, model, run_config):
         logging.warning("The model was trained on %s and is evaluated on %s.", trained_on,
                         config.dataset)
     if image_size != info.frame_size:
-        if config.frame_size is None and not ((run_config or {}).get("train") or {}).get(
-                "frame_size"):
+        if config.frame_size is None:
             logging.warning("The %s frames are %dx%d and the model takes %dx%d: resizing them "
                             "(bilinear); pass --frame_size %d to say so.", config.dataset,
                             info.frame_size, info.frame_size, image_size, image_size,
@@ -232,14 +251,19 @@ def _mean_training_image(config, info, frame_size):
         logging.warning("No train split of %s in %s: no mean-image baseline.", config.dataset,
                         config.data_dir)
         return None
-    records = pipeline.read_records(filenames, shuffle=False).take(config.mean_image_scenes)
-    batches = pipeline.scenes_from_records(
-        records, info, batch_size=64, context_size=info.sequence_size - 1, seed=config.seed,
-        frame_size=frame_size, drop_remainder=False)
-    return metrics.mean_frame(_named_errors(batches, filenames, info))
+    return mean_image_of(filenames, info, config.mean_image_scenes, config.seed, frame_size)
 
 
-def _named_errors(dataset, filenames, info):
+def mean_image_of(filenames, info, num_scenes, seed, frame_size=None):
+    """The per-pixel mean [H, W, 3] of every view of the first `num_scenes` scenes of
+    `filenames` (the mean-image baseline's prediction)."""
+    batches = scene_batches(filenames, info, num_scenes=num_scenes,
+                            context_size=info.sequence_size - 1, seed=seed, batch_size=64,
+                            frame_size=frame_size)
+    return metrics.mean_frame(named_errors(batches, filenames, info))
+
+
+def named_errors(dataset, filenames, info):
     """Iterates `dataset`, turning a TensorFlow data error into a BadDataError naming the
     record."""
     iterator = iter(dataset)
@@ -257,6 +281,13 @@ def evaluate(config):
     metrics.json. Raises NotEnoughScenesError (a ValueError) when `num_scenes` exceeds the
     split, ValueError for bad settings and DataNotFoundError when there are no shards."""
     info = datasets.get_dataset_info(config.dataset)
+    run_config = run_config_of(config.model_path)
+    trained = trained_context(run_config)
+    if config.max_context is None and trained is not None and trained < info.sequence_size - 1:
+        logging.warning("Evaluating M = 0..%d, the context sizes the model was trained with "
+                        "(its run config); pass --max_context up to %d for more views.",
+                        trained, info.sequence_size - 1)
+        config = dataclasses.replace(config, max_context=trained)
     max_context, grid_sizes = _check(config, info)
     filenames = shards.list_shards(config.data_dir, config.dataset, config.split)
     directory = os.path.dirname(str(filenames[0]))
@@ -278,7 +309,6 @@ def evaluate(config):
         raise NotEnoughScenesError(f"The shards in {directory} hold no scenes.")
 
     model, source = checkpoints.load_model(config.model_path)
-    run_config = run_config_of(config.model_path)
     sigma, sigma_source = resolve_sigma(config.sigma, run_config)
     image_size = model.gqn_config.image_size
     frame_size = _frame_size(config, info, model, run_config)
@@ -288,16 +318,20 @@ def evaluate(config):
                  max_context, sigma, sigma_source)
 
     mean_image = _mean_training_image(config, info, frame_size)
-    evaluator = metrics.Evaluator(model, sigma, config.latent_samples, mean_image)
+    evaluator = metrics.Evaluator(model, sigma, config.latent_samples, mean_image,
+                                  config.mean_samples)
     curve = metrics.ContextCurve(num_dims)
     grids = _Grids(model, grid_sizes, config.grid_scenes, config.samples)
     bad_records = pipeline.BadRecordCounter() if config.skip_bad_records else None
-    dataset = _scenes(config, info, filenames, num_scenes, max_context, frame_size, bad_records)
+    dataset = scene_batches(
+        filenames, info, num_scenes=num_scenes, context_size=max_context, seed=config.seed,
+        batch_size=config.batch_size, frame_size=frame_size,
+        skip_bad_records=config.skip_bad_records, bad_records=bad_records)
     with tqdm(total=num_scenes, unit="scene", desc="evaluate", disable=not config.progress,
               dynamic_ncols=True) as bar:
-        for batch_number, batch in enumerate(_named_errors(dataset, filenames, info)):
+        for batch_number, batch in enumerate(named_errors(dataset, filenames, info)):
             batch = {name: value.numpy() for name, value in batch.items()}
-            seed = tf.constant([config.seed, batch_number], tf.int32)
+            seed = metrics.batch_seed(config.seed, batch_number)
             for m in range(max_context + 1):
                 context_batch = metrics.slice_context(batch, m)
                 values = evaluator(context_batch, seed)
@@ -343,6 +377,7 @@ def evaluate(config):
         "nll_floor": {"nats": floor, "bits_per_dim": floor_bits},
         "bad_records_skipped": bad_records.count if bad_records is not None else 0,
         "latent_samples": config.latent_samples,
+        "mean_samples": config.mean_samples,
         "mean_image_scenes": config.mean_image_scenes if mean_image is not None else 0,
         "overall": curve.overall(),
         "per_context": rows,
@@ -358,7 +393,8 @@ def evaluate(config):
 
 SCALAR_NAMES = ("neg_elbo_nats", "neg_elbo_bits_per_dim", "kl_nats", "kl_bits_per_dim",
                 "nll_nats", "nll_bits_per_dim", *metrics.IMAGE_METRICS,
-                *metrics.LATENT_METRICS, *metrics.BASELINE_METRICS, "mean_image_mse")
+                *metrics.LATENT_METRICS, *metrics.BASELINE_METRICS, "mean_image_mse",
+                "mean_image_psnr", *(f"{name}_ratio" for name in metrics.RATIO_METRICS))
 
 
 def write_summaries(logdir, result, grid_images):

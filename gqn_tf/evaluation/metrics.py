@@ -6,25 +6,37 @@ against the target: the prior sample of `generate` (Algorithm S3, what the model
 the context alone) and the reconstruction of the posterior pass (Algorithm S2). The KL between
 posterior and prior as M grows is the "Bayesian surprise" of the paper's Fig. 4B.
 
-`ContextCurve` accumulates per-image values over scenes for each M; means are over images, so a
+Beside one prior sample, two renders that say what the prior path has learned: the mean of K
+prior samples (sample noise averaged out, at the price of blur) and the prior-mean render (every
+z_l at its prior mean, i.e. zero latent noise). Every image error is also given as a ratio to the
+mean-training-image baseline (`<name>_ratio` in a row), the figure to compare across runs.
+
+`Evaluator` runs on TensorFlow (evaluate.py, train.py), `JaxEvaluator` on Keras' JAX backend
+(train_jax.py, without TensorFlow); both give the same per-image values, post-processed by
+`image_values`. `ContextCurve` accumulates per-image values over scenes for each M; means are over images, so a
 row is the same whatever the batch size, and PSNR is the mean of the per-image PSNRs.
 """
 
 import math
 
 import numpy as np
-import tensorflow as tf
 
 from gqn_tf.model import distributions
 
 # The per-image scalars of a row, in the order of the JSON and the progress line.
 NATS_METRICS = ("neg_elbo", "kl", "nll")
-IMAGE_METRICS = ("generation_mse", "generation_psnr", "reconstruction_mse",
-                 "reconstruction_psnr")
+# Renders compared with the target: one prior sample (Alg. S3), the mean of K prior samples,
+# the prior-mean render, the posterior's reconstruction (Alg. S2).
+RENDERS = ("generation", "sample_mean", "prior_mean", "reconstruction")
+IMAGE_METRICS = tuple(f"{kind}_{what}" for kind in RENDERS for what in ("mse", "psnr"))
 # Whether the latents matter: the pixel std over prior samples (0 when z is ignored), the MSE
 # between the prior's and the posterior's mean images, and the nearest-context-view baseline.
 LATENT_METRICS = ("sample_std", "prior_posterior_mse")
-BASELINE_METRICS = ("nearest_view_mse",)
+BASELINE_METRICS = ("nearest_view_mse", "nearest_view_psnr")
+# The MSEs whose ratio to the mean-image baseline a row reports as `<name>_ratio`.
+RATIO_METRICS = (*(f"{kind}_mse" for kind in RENDERS), "nearest_view_mse")
+# Prior samples averaged into `sample_mean` by default.
+MEAN_OF_SAMPLES = 4
 # PSNR of a perfect image is infinite; per-image MSEs are clipped here (PSNR <= 120 dB).
 _MIN_MSE = 1e-12
 
@@ -81,6 +93,11 @@ def mean_image_mse(targets, mean_image):
                                                   targets.shape))
 
 
+def batch_seed(seed, batch_number):
+    """The latent-noise seed of batch `batch_number` of an evaluation seeded by `seed`."""
+    return np.array([seed, batch_number], np.int32)
+
+
 def slice_context(batch, num_context):
     """The batch with only its first `num_context` context views (same query and target)."""
     return {**batch,
@@ -93,13 +110,19 @@ class Evaluator:
 
     For a batch (docs/design.md §4 format) it runs the posterior pass (ELBO terms, reconstruction)
     and the prior pass (generation) with the same seed, so that the latent noise is shared by
-    both and by every M: along a curve only the context changes.
+    both and by every M: along a curve only the context changes. Then max(samples, mean_of)
+    more prior samples, each with its own seed split from the batch's: the first `samples` give
+    `sample_std`, the first `mean_of` the `sample_mean` render; and the prior-mean render.
+    `sigma` is a variable: `set_sigma` changes it without a new trace.
     """
 
-    def __init__(self, model, sigma, samples=0, mean_image=None):
+    def __init__(self, model, sigma, samples=0, mean_image=None, mean_of=MEAN_OF_SAMPLES):
+        import tensorflow as tf
+
         self.model = model
-        self.sigma = tf.constant(sigma, tf.float32)
-        self.samples = int(samples)  # extra prior samples for `sample_std`
+        self.sigma = tf.Variable(sigma, dtype=tf.float32, trainable=False)
+        self.samples = int(samples)  # prior samples for `sample_std`
+        self.mean_of = max(1, int(mean_of))  # prior samples averaged into `sample_mean`
         self.mean_image = mean_image
         size = model.gqn_config.image_size
         image = tf.TensorSpec([None, size, size, 3], tf.float32)
@@ -112,49 +135,130 @@ class Evaluator:
         ])
 
     def _evaluate(self, context_frames, context_cameras, query_camera, target, seed):
+        import tensorflow as tf
+
         batch = {"context_frames": context_frames, "context_cameras": context_cameras,
                  "query_camera": query_camera, "target": target}
         terms = self.model.elbo_terms(batch, self.sigma, seed)
         generated = self.model.generate(context_frames, context_cameras, query_camera, seed)
+        c = self.model.gqn_config
+        zero_noise = tf.zeros([c.num_layers, tf.shape(target)[0], c.core_size, c.core_size,
+                               c.z_channels])
         outputs = {"neg_elbo": terms["loss"], "kl": terms["kl"], "nll": terms["nll"],
                    "kl_per_layer": terms["kl_per_layer"], "reconstruction": terms["mean"],
-                   "generation": generated}
+                   "generation": generated,
+                   "prior_mean": self.model.generate(context_frames, context_cameras,
+                                                     query_camera, noise=zero_noise)}
+        count = max(self.samples, self.mean_of)
+        seeds = tf.random.experimental.stateless_split(seed, num=count)
+        samples = tf.stack(  # [B, K, H, W, 3]
+            [self.model.generate(context_frames, context_cameras, query_camera,
+                                 tf.cast(seeds[k], tf.int32)) for k in range(count)], axis=1)
+        outputs["sample_mean"] = tf.reduce_mean(samples[:, :self.mean_of], axis=1)
         if self.samples > 1:
-            seeds = tf.random.experimental.stateless_split(seed, num=self.samples)
-            outputs["samples"] = tf.stack(  # [B, K, H, W, 3]
-                [self.model.generate(context_frames, context_cameras, query_camera,
-                                     tf.cast(seeds[k], tf.int32))
-                 for k in range(self.samples)], axis=1)
+            outputs["samples"] = samples[:, :self.samples]
         return outputs
 
+    def set_sigma(self, sigma):
+        """Evaluates the likelihood at pixel std `sigma` from now on (e.g. a run's current σ)."""
+        self.sigma.assign(sigma)
+
     def __call__(self, batch, seed):
-        """Per-image values of `batch` as numpy: NATS_METRICS and IMAGE_METRICS [B],
-        `kl_per_layer` [B, L], and the images `reconstruction` and `generation` [B, H, W, 3]."""
+        """Per-image values of `batch` as numpy: NATS_METRICS, IMAGE_METRICS, LATENT_METRICS
+        and BASELINE_METRICS [B] (`mean_image_mse` too with a mean image), `kl_per_layer`
+        [B, L], and the images of RENDERS [B, H, W, 3]."""
+        import tensorflow as tf
+
         out = self._step(tf.cast(batch["context_frames"], tf.float32),
                          tf.cast(batch["context_cameras"], tf.float32),
                          tf.cast(batch["query_camera"], tf.float32),
                          tf.cast(batch["target"], tf.float32),
                          tf.cast(seed, tf.int32))
-        values = {name: value.numpy() for name, value in out.items()}
-        for kind in ("generation", "reconstruction"):
-            mse = mse_per_image(batch["target"], values[kind])
-            values[f"{kind}_mse"], values[f"{kind}_psnr"] = mse, psnr(mse)
-        values["prior_posterior_mse"] = mse_per_image(values["generation"],
-                                                      values["reconstruction"])
-        values["sample_std"] = sample_spread(values.pop("samples")) if "samples" in values \
-            else np.zeros(len(values["generation"]))
-        if np.shape(batch["context_cameras"])[1] > 0:
-            values["nearest_view_mse"] = mse_per_image(batch["target"], nearest_view(
-                batch["context_cameras"], batch["query_camera"], batch["context_frames"]))
-        else:  # no view to copy: the baseline is undefined
-            values["nearest_view_mse"] = np.full(len(values["generation"]), np.nan)
-        if self.mean_image is not None:
-            values["mean_image_mse"] = mean_image_mse(batch["target"], self.mean_image)
-        return values
+        return image_values(batch, {name: value.numpy() for name, value in out.items()},
+                            self.mean_image)
 
 
-# Image-space metrics averaged per row; mean_image_mse only when a mean image was given.
-_PER_IMAGE = (*IMAGE_METRICS, *LATENT_METRICS, *BASELINE_METRICS, "mean_image_mse")
+class JaxEvaluator:
+    """`Evaluator` on Keras' JAX backend, for a model whose current weights live outside its
+    variables: `weights()` returns (trainable, non-trainable) arrays, as `JaxTrainStep.state`
+    holds them. One `jax.jit` program per batch shape. Sample k of a batch seeded by (s, b)
+    is seeded by (s + k + 1, b); JAX's noise differs from TensorFlow's, so the figures are
+    those of another draw of the latents than evaluate.py's.
+    """
+
+    def __init__(self, model, sigma, weights, samples=0, mean_image=None,
+                 mean_of=MEAN_OF_SAMPLES):
+        import jax
+
+        self.model, self.sigma, self.weights = model, float(sigma), weights
+        self.samples, self.mean_of = int(samples), max(1, int(mean_of))
+        self.mean_image = mean_image
+        self._step = jax.jit(self._evaluate)
+
+    def set_sigma(self, sigma):
+        self.sigma = float(sigma)
+
+    def _evaluate(self, trainable, non_trainable, batch, sigma, seed):
+        import jax.numpy as jnp
+        import keras
+
+        model, c = self.model, self.model.gqn_config
+        mapping = [*zip(model.trainable_variables, trainable),
+                   *zip(model.non_trainable_variables, non_trainable)]
+        inputs = (batch["context_frames"], batch["context_cameras"], batch["query_camera"])
+        with keras.StatelessScope(state_mapping=mapping):
+            terms = model.elbo_terms(batch, sigma, seed)
+            zero_noise = jnp.zeros((c.num_layers, batch["target"].shape[0], c.core_size,
+                                    c.core_size, c.z_channels))
+            outputs = {"neg_elbo": terms["loss"], "kl": terms["kl"], "nll": terms["nll"],
+                       "kl_per_layer": terms["kl_per_layer"], "reconstruction": terms["mean"],
+                       "generation": model.generate(*inputs, seed),
+                       "prior_mean": model.generate(*inputs, noise=zero_noise)}
+            samples = jnp.stack(
+                [model.generate(*inputs, seed + jnp.array([k + 1, 0], jnp.int32))
+                 for k in range(max(self.samples, self.mean_of))], axis=1)
+        outputs["sample_mean"] = jnp.mean(samples[:, :self.mean_of], axis=1)
+        if self.samples > 1:
+            outputs["samples"] = samples[:, :self.samples]
+        return outputs
+
+    def __call__(self, batch, seed):
+        """As `Evaluator.__call__`."""
+        trainable, non_trainable = self.weights()
+        arrays = {name: np.asarray(value, np.float32) for name, value in batch.items()}
+        out = self._step(trainable, non_trainable, arrays, np.float32(self.sigma),
+                         np.asarray(seed, np.int32))
+        return image_values(batch, {name: np.asarray(value) for name, value in out.items()},
+                            self.mean_image)
+
+
+def image_values(batch, values, mean_image=None):
+    """Adds to a batch's model outputs `values` (numpy: the ELBO terms and RENDERS, optionally
+    `samples` [B, K, H, W, 3]) the image metrics: each render's MSE and PSNR against the target,
+    `prior_posterior_mse`, `sample_std`, the nearest-view baseline and, with a mean image, the
+    mean-image baseline. Returns `values`."""
+    for kind in RENDERS:
+        mse = mse_per_image(batch["target"], values[kind])
+        values[f"{kind}_mse"], values[f"{kind}_psnr"] = mse, psnr(mse)
+    values["prior_posterior_mse"] = mse_per_image(values["generation"],
+                                                  values["reconstruction"])
+    values["sample_std"] = sample_spread(values.pop("samples")) if "samples" in values \
+        else np.zeros(len(values["generation"]))
+    if np.shape(batch["context_cameras"])[1] > 0:
+        values["nearest_view_mse"] = mse_per_image(batch["target"], nearest_view(
+            batch["context_cameras"], batch["query_camera"], batch["context_frames"]))
+    else:  # no view to copy: the baseline is undefined
+        values["nearest_view_mse"] = np.full(len(values["generation"]), np.nan)
+    values["nearest_view_psnr"] = psnr(values["nearest_view_mse"])
+    if mean_image is not None:
+        values["mean_image_mse"] = mean_image_mse(batch["target"], mean_image)
+        values["mean_image_psnr"] = psnr(values["mean_image_mse"])
+    return values
+
+
+# Image-space metrics averaged per row; mean_image_* only when a mean image was given.
+_PER_IMAGE = (*IMAGE_METRICS, *LATENT_METRICS, *BASELINE_METRICS, "mean_image_mse",
+              "mean_image_psnr")
 
 
 def mean_frame(batches):
@@ -205,17 +309,23 @@ class ContextCurve:
             finite = values[name][np.isfinite(values[name])]  # M = 0 has no nearest view
             row[name] = float(np.mean(finite)) if len(finite) else None
             errors[name] = _standard_error(finite)
+        baseline = row.get("mean_image_mse")
+        if baseline:
+            for name in RATIO_METRICS:  # None where the MSE is (M = 0 has no nearest view)
+                row[f"{name}_ratio"] = (row[name] / baseline if row.get(name) is not None
+                                        else None)
         row["kl_per_layer_nats"] = [float(x) for x in np.mean(values["kl_per_layer"], axis=0)]
         row["standard_error"] = errors
         return row
 
     def rows(self):
         """One dict per M, in increasing M: `num_context`, `num_scenes`, `<name>_nats` and
-        `<name>_bits_per_dim` for −ELBO, KL and NLL, the image metrics (`generation_mse`,
-        `generation_psnr`, `reconstruction_mse`, `reconstruction_psnr`), the latent diagnostics
-        (`sample_std`, `prior_posterior_mse`), the baselines (`nearest_view_mse`, None at M = 0;
-        `mean_image_mse` when a mean image was given), `kl_per_layer_nats` [L] and
-        `standard_error` (of each scalar's mean over scenes)."""
+        `<name>_bits_per_dim` for −ELBO, KL and NLL, the image metrics (`<render>_mse` and
+        `<render>_psnr` of each of RENDERS), the latent diagnostics (`sample_std`,
+        `prior_posterior_mse`), the baselines (`nearest_view_mse` and `_psnr`, None at M = 0;
+        `mean_image_mse` and `_psnr` when a mean image was given), with a mean image the
+        `<name>_ratio` of each of RATIO_METRICS to `mean_image_mse`, `kl_per_layer_nats` [L]
+        and `standard_error` (of each scalar's mean over scenes)."""
         rows = []
         for m in self.context_sizes:
             values = {name: np.concatenate(parts) for name, parts in self._values[m].items()}

@@ -45,3 +45,16 @@ def test_plot_curves_writes_a_png(tmp_path):
                                title="test", nll_floor_bits_per_dim=0.81)
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 400
+
+
+def test_column_labels_fit_their_tiles_and_never_overlap():
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=11)
+    assert figures.fit_label("view 3", 64, font) == "view 3"
+    assert figures.fit_label("view 3", 24, font) == "v3"
+    assert figures.fit_label("posterior", 32, font) == "post"
+    assert figures.fit_label("query 7/12", 32, font) == "q7/12"
+    for label in ("view 12", "prior 4", "target", "posterior", "something long"):
+        for width in (16, 24, 32):
+            assert font.getlength(figures.fit_label(label, width, font)) <= width

@@ -41,7 +41,11 @@ def _numbers(value):
 ROW_KEYS = {"num_scenes", "neg_elbo_nats", "neg_elbo_bits_per_dim", "kl_nats", "kl_bits_per_dim",
             "nll_nats", "nll_bits_per_dim", "generation_mse", "generation_psnr",
             "reconstruction_mse", "reconstruction_psnr", "kl_per_layer_nats", "standard_error",
-            "sample_std", "prior_posterior_mse", "nearest_view_mse", "mean_image_mse"}
+            "sample_std", "prior_posterior_mse", "nearest_view_mse", "mean_image_mse",
+            "sample_mean_mse", "sample_mean_psnr", "prior_mean_mse", "prior_mean_psnr",
+            "nearest_view_psnr", "mean_image_psnr", "generation_mse_ratio",
+            "sample_mean_mse_ratio", "prior_mean_mse_ratio", "reconstruction_mse_ratio",
+            "nearest_view_mse_ratio"}
 
 
 def test_metrics_json_has_the_schema(evaluation):

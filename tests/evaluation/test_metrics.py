@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from gqn_tf.evaluation import metrics
 from gqn_tf.model import GQN, distributions, get_preset
@@ -85,3 +86,45 @@ def test_context_curve_averages_over_images_not_batches():
     assert rows[1]["standard_error"]["kl_nats"] == 0.0
     overall = curve.overall()
     assert overall["num_scenes"] == 4 and overall["neg_elbo_nats"] == pytest.approx(2.0)
+
+
+def test_evaluator_renders_the_mean_of_samples_and_the_prior_mean(make_batch):
+    model = GQN(get_preset("tiny", image_size=16))
+    c = model.gqn_config
+    evaluator = metrics.Evaluator(model, sigma=0.7, samples=3, mean_of=2,
+                                  mean_image=np.full((16, 16, 3), 0.5, np.float32))
+    batch = make_batch(batch_size=3, context_size=2, image_size=16)
+    values = evaluator(batch, [5, 1])
+    inputs = (batch["context_frames"], batch["context_cameras"], batch["query_camera"])
+    seeds = tf.random.experimental.stateless_split(tf.constant([5, 1], tf.int32), num=3)
+    samples = [model.generate(*inputs, tf.cast(seeds[k], tf.int32)).numpy() for k in range(3)]
+    np.testing.assert_allclose(values["sample_mean"], np.mean(samples[:2], axis=0), atol=1e-6)
+    np.testing.assert_allclose(values["sample_std"], metrics.sample_spread(
+        np.stack(samples, axis=1)), rtol=1e-5)
+    zero = np.zeros((c.num_layers, 3, c.core_size, c.core_size, c.z_channels), np.float32)
+    np.testing.assert_allclose(values["prior_mean"], model.generate(*inputs, noise=zero),
+                               atol=1e-6)
+    for kind in metrics.RENDERS:
+        np.testing.assert_allclose(values[f"{kind}_psnr"],
+                                   metrics.psnr(values[f"{kind}_mse"]), rtol=1e-6)
+    assert not np.allclose(values["prior_mean"], values["generation"])
+    evaluator.set_sigma(2.0)  # σ moves without a new trace
+    again = evaluator(batch, [5, 1])
+    np.testing.assert_allclose(again["nll"], distributions.gaussian_nll(
+        batch["target"], values["reconstruction"], 2.0), rtol=1e-5)
+    np.testing.assert_allclose(again["generation"], values["generation"], atol=1e-6)
+
+
+def test_rows_give_each_mse_as_a_ratio_to_the_mean_image():
+    curve = metrics.ContextCurve(num_dims=12)
+    values = _values(4, 0.02)
+    values["mean_image_mse"] = np.full(4, 0.04)
+    values["nearest_view_mse"] = np.full(4, 0.05)
+    curve.add(1, values)
+    row = curve.rows()[0]
+    assert row["generation_mse_ratio"] == pytest.approx(0.5)
+    assert row["prior_mean_mse_ratio"] == pytest.approx(0.5)
+    assert row["nearest_view_mse_ratio"] == pytest.approx(1.25)
+    without = metrics.ContextCurve(num_dims=12)
+    without.add(1, _values(4, 0.02))
+    assert "generation_mse_ratio" not in without.rows()[0]
