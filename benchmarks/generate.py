@@ -19,9 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 import compare  # noqa: E402  (benchmarks/compare.py, beside this script)
+from gqn_tf import cli  # noqa: E402
 
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Images rendered per call, comma separated.")
 flags.DEFINE_integer("rounds", 10, "Timed calls of each variant after its warm-up call.")
@@ -30,7 +31,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    import tensorflow as tf
+    tf = cli.import_tensorflow()
 
     try:
         compare.check_flags()
@@ -38,8 +39,9 @@ def main(argv):
         if min(batch_sizes) < 1:
             raise ValueError
     except ValueError as error:
-        sys.exit(f"error: {error}" if str(error) else
-                 f"error: --batch_sizes {','.join(FLAGS.batch_sizes)}: use positive integers.")
+        raise cli.UserError(str(error) if str(error) else
+                            f"--batch_sizes {','.join(FLAGS.batch_sizes)}: use positive "
+                            f"integers.") from None
     results = []
     for representation, policy, names in compare.configurations():
         models, config = compare.model_pair(representation, policy, names)
@@ -75,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

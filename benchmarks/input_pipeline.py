@@ -31,13 +31,17 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
-from gqn_tf.data import datasets, pipeline, records, shards  # noqa: E402
+from gqn_tf import cli  # noqa: E402
+from gqn_tf.data import datasets, records, shards  # noqa: E402
+
+# TensorFlow and the pipeline (which imports it), imported by main so that --help is instant.
+tf = pipeline = None
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/sample", "Root holding <dataset>/<split>/.")
-_DATASET = flags.DEFINE_string("dataset", "shepard_metzler_7_parts", "Dataset name.")
+_DATASET = flags.DEFINE_enum("dataset", "shepard_metzler_7_parts", sorted(datasets.DATASETS),
+                             "Dataset name.")
 _SPLIT = flags.DEFINE_enum("split", "train", datasets.SPLITS, "Split to read.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 36, "Scenes per batch.")
 _CONTEXT_SIZE = flags.DEFINE_integer("context_size", 5, "Context views M per scene.")
@@ -120,6 +124,10 @@ def measure(dataset, batch_size, seconds, warmup_batches=20):
 
 def main(argv):
     del argv
+    global tf, pipeline
+    tf = cli.import_tensorflow()
+    from gqn_tf.data import pipeline
+
     info = datasets.get_dataset_info(_DATASET.value)
     root = _DATA_DIR.value
     try:
@@ -180,4 +188,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

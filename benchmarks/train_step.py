@@ -27,9 +27,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 import compare  # noqa: E402  (benchmarks/compare.py, beside this script)
+from gqn_tf import cli  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 4, "Scenes per step.")
 flags.DEFINE_integer("steps", 5, "Timed steps of each variant after its warm-up step.")
@@ -70,21 +71,19 @@ def main(argv):
     del argv
     if FLAGS.backend == "jax":
         os.environ["KERAS_BACKEND"] = "jax"  # before Keras is first imported
-        try:  # Keras seeds TensorFlow where it is installed: import it without its start-up lines
-            from gqn_tf import cli
-
-            cli.import_tensorflow()
-        except ImportError:
-            pass  # a GPU machine without TensorFlow
+    try:  # Keras imports TensorFlow where it is installed: import it without its start-up lines
+        cli.import_tensorflow()
+    except ImportError:
+        pass  # a GPU machine without TensorFlow
     try:
         compare.check_flags()
     except ValueError as error:
-        sys.exit(f"error: {error}")
+        raise cli.UserError(str(error)) from None
     import keras
 
     if keras.backend.backend() != FLAGS.backend:
-        sys.exit(f"error: --backend {FLAGS.backend} but Keras runs on "
-                 f"{keras.backend.backend()}; set KERAS_BACKEND={FLAGS.backend}.")
+        raise cli.UserError(f"--backend {FLAGS.backend} but Keras runs on "
+                            f"{keras.backend.backend()}; set KERAS_BACKEND={FLAGS.backend}.")
     device = _device(FLAGS.backend)
     print(f"backend {FLAGS.backend}, device {device}", flush=True)
     results = []
@@ -118,4 +117,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

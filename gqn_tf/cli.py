@@ -3,8 +3,9 @@ quiet TensorFlow start-up.
 
 This module imports no TensorFlow, so that a script's `--help` and flag errors return at once.
 
-- `run(main)` replaces `absl.app.run(main)`. A `UserError` (or absl's `UsageError`) raised by
-  `main` is printed as one line, `<script>: <message>`, and exits with 2; a `DataError` exits
+- `run(main)` replaces `absl.app.run(main)`. A flag mistake (an unknown or misspelt flag, a
+  bad value, a missing required flag) and a `UserError` (or absl's `UsageError`) raised by
+  `main` are printed as one line, `<script>: <message>`, and exit with 2; a `DataError` exits
   with 1; other exceptions keep their traceback (they are bugs to report). `--help`,
   `--helpshort` and `--helpfull` exit 0.
 - `import_tensorflow()` imports TensorFlow with the C++ start-up lines it writes to stderr
@@ -12,12 +13,13 @@ This module imports no TensorFlow, so that a script's `--help` and flag errors r
   TensorFlow's Python INFO lines silenced. Set GQN_TF_VERBOSE=1 to see all of them.
 """
 
+import argparse
 import logging as _std_logging
 import os
 import sys
 import tempfile
 
-from absl import app
+from absl import app, flags
 from absl import logging as absl_logging
 
 VERBOSE_ENV = "GQN_TF_VERBOSE"
@@ -90,13 +92,17 @@ def _drop_library_info(record):
 
 
 def _script_name():
+    """How the user ran the command: `train.py`, or `python -m gqn_tf.data.check`."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name and not spec.name.endswith("__main__"):
+        return f"python -m {spec.name}"
     return os.path.basename(sys.argv[0]) or "gqn-tf"
 
 
-def fail(message, code=USAGE_EXIT, at_once=False):
+def fail(message, code=USAGE_EXIT, at_once=False, prog=None):
     """Prints `<script>: message` on stderr and exits with `code`; `at_once` skips the
     interpreter's shutdown (`os._exit`), for when TensorFlow threads would block it."""
-    sys.stderr.write(f"{_script_name()}: {message}\n")
+    sys.stderr.write(f"{prog or _script_name()}: {message}\n")
     sys.stderr.flush()
     if at_once:
         sys.stdout.flush()
@@ -116,12 +122,39 @@ def run(main):
             fail(str(error), DATA_EXIT)
 
     try:
-        app.run(guarded)
+        app.run(guarded, flags_parser=_parse_flags)
     except SystemExit as exit_:
         # absl exits 1 after printing the help it was asked for; asking for help is no error.
         if exit_.code == 1 and _asks_for_help(sys.argv[1:]):
             sys.exit(0)
         raise
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with a flag mistake as one line and exit 2 (absl prints two lines,
+    "FATAL Flags parsing error" and a pointer to --helpshort, and exits 1)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        message = "; ".join(line.strip().rstrip(".") for line in str(error).splitlines()
+                            if line.strip())
+        message = message.replace(" ?", "?").rstrip(".")
+        end = "" if message.endswith("?") else "."
+        fail(f"{message}{end} Run {_script_name()} --help for the flags.", USAGE_EXIT)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the commands that take a free argument list (the launcher), with
+    `run`'s conventions: a usage mistake is one line, `<prog>: <message>`, and exit 2."""
+
+    def error(self, message):
+        fail(f"{message}. Run {self.prog} --help for the arguments.", USAGE_EXIT,
+             prog=self.prog)
+
+    def exit(self, status=0, message=None):
+        if message:
+            sys.stderr.write(message)
+        sys.exit(status)
 
 
 def _asks_for_help(args):
@@ -159,3 +192,48 @@ def model_overrides(assignments):
                 f"--model {assignment!r}: {text!r} is not a valid {kind.__name__}.") from None
         overrides[name] = value
     return overrides
+
+
+def define_training_study_flags():
+    """Defines the flags that both trainers (train.py, train_jax.py) take beyond their own for
+    the schedule, a compute budget and held-out evaluation; returns name → flag holder."""
+    return {
+        "sigma_schedule": flags.DEFINE_string(
+            "sigma_schedule", "",
+            "Instead of the σ_i → σ_f anneal, a piecewise-linear σ through STEP:SIGMA points, "
+            "e.g. 0:2.0,2000:0.7,8000:0.7,10000:0.3 (anneal to 0.7, hold, then lower to 0.3); "
+            "σ keeps the first point's value before it and the last point's after it."),
+        "lr_warmup_steps": flags.DEFINE_float(
+            "lr_warmup_steps", 0, "Scale μ by min(1, (step + 1) / N) over the first N steps (a "
+            "warm-up for a higher --lr_initial; 0: none, as in Table S1).", lower_bound=0),
+        "max_cpu_seconds": flags.DEFINE_float(
+            "max_cpu_seconds", 0, "Also stop once the run's cumulative process CPU seconds "
+            "(over every resume; held-out evaluation not counted) reach this: to compare "
+            "recipes at equal compute. 0: no limit.", lower_bound=0),
+        "eval_every": flags.DEFINE_integer(
+            "eval_every", 0,
+            "Every N steps (and at the start of a new run and at the end), evaluate fixed "
+            "scenes of the test and of the train split: -ELBO, KL, NLL, the MSE and PSNR of one "
+            "prior sample, of the mean of 4 samples and of the prior-mean render, each MSE as a "
+            "ratio to the mean-image baseline, and the run's CPU and wall seconds so far, into "
+            "MODEL_DIR/eval/metrics.jsonl (and, with train.py, TensorBoard runs eval/test and "
+            "eval/train). 0: off. Needs a test split.", lower_bound=0),
+        "eval_scenes": flags.DEFINE_integer(
+            "eval_scenes", 64, "Scenes of each split in the held-out evaluation (the first "
+            "ones in file order).", lower_bound=1),
+        "eval_context_size": flags.DEFINE_integer(
+            "eval_context_size", None, "Context views per scene in the held-out evaluation. "
+            "Default: the largest the run trains with (--context_size, else "
+            "--max_context_size, else S - 1).", lower_bound=0),
+        "eval_batch_size": flags.DEFINE_integer(
+            "eval_batch_size", 8, "Scenes per held-out evaluation batch; the latent noise of "
+            "batch b is seeded by (--seed, b), as evaluate.py's with the same --batch_size.",
+            lower_bound=1),
+    }
+
+
+def training_study_values(defined):
+    """The values of `define_training_study_flags()`'s flags: (schedule fields, run fields)."""
+    schedule = {name: defined[name].value for name in ("sigma_schedule", "lr_warmup_steps")}
+    run = {name: holder.value for name, holder in defined.items() if name not in schedule}
+    return schedule, run

@@ -6,7 +6,8 @@ JPEG whose header and markers are intact and whose body is damaged fails only in
 order, decodes all S frames of every record and returns the first record that fails, with its
 shard, its record index and its frame index (both counting from 0) and the decoder's reason.
 The training and evaluation loops call it when a batch fails to decode, and
-`python -m gqn_tf.data.check` runs it over a whole split (to check a download).
+`python -m gqn_tf.data.check` runs it over a whole split (to check a download). TensorFlow is
+imported by the functions that use it, so that the command's `--help` and flag errors are instant.
 """
 
 import contextlib
@@ -15,8 +16,6 @@ import os
 import re
 import sys
 from typing import Optional
-
-import tensorflow as tf
 
 from gqn_tf import cli
 from gqn_tf.data import datasets, records
@@ -58,10 +57,14 @@ def _first_line(error):
 
 def _frames(serialized, num_views):
     """The S JPEG strings of one serialized scene."""
+    import tensorflow as tf
+
     return tf.io.parse_single_example(serialized, records.feature_spec(num_views))["frames"]
 
 
 def _decode_all(serialized, num_views):
+    import tensorflow as tf
+
     frames = _frames(serialized, num_views)
     return tf.stack([tf.shape(tf.io.decode_jpeg(frames[i], channels=3))
                      for i in range(num_views)])
@@ -69,6 +72,8 @@ def _decode_all(serialized, num_views):
 
 def _locate_frame(serialized, num_views, shard, index):
     """The first frame of one failing record that does not decode, as a BadRecord."""
+    import tensorflow as tf
+
     try:
         frames = _frames(serialized, num_views)
     except tf.errors.InvalidArgumentError as error:
@@ -84,6 +89,8 @@ def _locate_frame(serialized, num_views, shard, index):
 
 def check_shard(filename, num_views):
     """The first bad record of one shard file, or None when all of it reads and decodes."""
+    import tensorflow as tf
+
     filename = str(filename)
     serialized = tf.data.TFRecordDataset(filename)
     decoded = serialized.map(lambda r: _decode_all(r, num_views),
@@ -142,6 +149,8 @@ def describe_input_error(error, filenames, num_views):
 def naming_bad_records(filenames, num_views, on_error=None):
     """Turns a TensorFlow data error raised in the block (reading `filenames`) into the
     BadDataError of `describe_input_error`, after calling `on_error()` when given."""
+    import tensorflow as tf
+
     try:
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
@@ -152,11 +161,9 @@ def naming_bad_records(filenames, num_views, on_error=None):
 
 def main(argv=None):
     """`python -m gqn_tf.data.check --dataset NAME [--data_dir DIR] [--split train]`."""
-    import argparse
-
     from gqn_tf.data import shards
 
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m gqn_tf.data.check",
         description="Decodes every frame of every record of one split and names the first "
                     "damaged record (shard, record and frame, counting from 0).")
@@ -164,12 +171,13 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=datasets.DEFAULT_DATA_DIR)
     parser.add_argument("--split", default="train", choices=datasets.SPLITS)
     args = parser.parse_args(argv)
+    cli.import_tensorflow()
     info = datasets.get_dataset_info(args.dataset)
     try:
         filenames = shards.list_shards(os.path.expanduser(args.data_dir), args.dataset,
                                        args.split)
     except (shards.DataNotFoundError, shards.ShardNamingError) as error:
-        sys.exit(f"check: {error}")
+        cli.fail(str(error), cli.DATA_EXIT, prog=parser.prog)
 
     def progress(i, n):
         sys.stderr.write(f"\rchecking shard {i + 1}/{n}")
@@ -178,7 +186,7 @@ def main(argv=None):
     bad = find_bad_record(filenames, info.sequence_size, progress)
     sys.stderr.write("\n")
     if bad is not None:
-        sys.exit(f"check: {bad.message()}. {ADVICE}")
+        cli.fail(f"{bad.message()}. {ADVICE}", cli.DATA_EXIT, prog=parser.prog)
     print(f"All {len(filenames)} shards of {records.split_dir(args.data_dir, args.dataset, args.split)}"
           f" read and decode.")
 

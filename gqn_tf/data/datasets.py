@@ -33,6 +33,8 @@ _DATASETS = (
 )
 DATASETS = {info.name: info for info in _DATASETS}
 SPLITS = ("train", "test")
+# The version folder the TFDS bridge registers a dataset under (gqn_tf/data/tfds.py).
+TFDS_VERSION = "1.0.0"
 
 
 def get_dataset_info(name):

@@ -245,7 +245,9 @@ def write_split(out, dataset, split, num_scenes, scenes_per_shard=100, seed=0, p
     Each shard is written under a temporary name and renamed when complete, so an interrupted
     run never leaves a truncated file that a reader would take for a shard. Returns the paths.
     """
-    import tensorflow as tf  # Only the writing process needs TensorFlow.
+    from gqn_tf import cli
+
+    tf = cli.import_tensorflow()  # only the writing process needs it; without start-up lines
 
     num_parts(dataset)
     if num_scenes <= 0:

@@ -20,7 +20,7 @@ import tensorflow_datasets as tfds
 from gqn_tf.data import cameras as cameras_lib
 from gqn_tf.data import datasets, pipeline
 
-DEFAULT_VERSION = "1.0.0"
+DEFAULT_VERSION = datasets.TFDS_VERSION
 
 
 class NotRegisteredError(FileNotFoundError):

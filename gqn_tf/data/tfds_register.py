@@ -25,11 +25,10 @@ import shutil
 import struct
 import tempfile
 
-import tensorflow_datasets as tfds
 from absl import logging
 
+from gqn_tf import cli
 from gqn_tf.data import datasets, records, shards
-from gqn_tf.data import tfds as gqn_tfds
 
 MANIFEST = "gqn_tf_sources.json"
 _FILE_FORMAT = "tfrecord"
@@ -94,6 +93,8 @@ def count_records(path):
 
 
 def _template(version_dir, name, split):
+    import tensorflow_datasets as tfds
+
     return tfds.core.ShardedFileTemplate(
         data_dir=version_dir, dataset_name=name, split=split, filetype_suffix=_FILE_FORMAT)
 
@@ -223,6 +224,10 @@ def _write_metadata(info, version, version_dir, plan, counts):
     """Writes dataset_info.json and features.json with TFDS's folder-dataset writer into a
     staging folder (which also reads the first example back through TFDS), and copies the
     files that changed. Returns True when one did."""
+    import tensorflow_datasets as tfds
+
+    from gqn_tf.data import tfds as gqn_tfds
+
     staging_root = tempfile.mkdtemp(prefix="gqn_tf_tfds_")
     try:
         staging = os.path.join(staging_root, version)
@@ -253,7 +258,7 @@ def _write_metadata(info, version, version_dir, plan, counts):
         shutil.rmtree(staging_root)
 
 
-def register(name, data_dir, tfds_dir=None, *, version=gqn_tfds.DEFAULT_VERSION, move=False,
+def register(name, data_dir, tfds_dir=None, *, version=datasets.TFDS_VERSION, move=False,
              force=False, absolute_links=False):
     """Makes `<data_dir>/<name>/{train,test}` loadable with `tfds.load(name, data_dir=tfds_dir)`.
 
@@ -315,7 +320,7 @@ def register(name, data_dir, tfds_dir=None, *, version=gqn_tfds.DEFAULT_VERSION,
     return result
 
 
-def restore_moved(name, tfds_dir, *, version=gqn_tfds.DEFAULT_VERSION, absolute_links=False):
+def restore_moved(name, tfds_dir, *, version=datasets.TFDS_VERSION, absolute_links=False):
     """Undoes `--move`: renames each moved shard back to its original place (replacing the link
     left there) and links it from the TFDS folder instead. Returns the restored original paths."""
     datasets.get_dataset_info(name)
@@ -349,7 +354,7 @@ def _define_flags():
     flags.DEFINE_string("tfds_dir", None,
                         "TFDS data_dir to register into (default <data_dir>/tfds); then "
                         "tfds.load(dataset, data_dir=tfds_dir).")
-    flags.DEFINE_string("version", gqn_tfds.DEFAULT_VERSION, "TFDS version folder to write.")
+    flags.DEFINE_string("version", datasets.TFDS_VERSION, "TFDS version folder to write.")
     flags.DEFINE_bool("move", False,
                       "Rename the shards into the TFDS folder instead of linking them, leaving "
                       "a symlink in each original place. Same file system only.")
@@ -364,8 +369,20 @@ def _define_flags():
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.import_tensorflow()  # TFDS imports it: without its start-up lines
     flags = FLAGS
+    try:
+        _register_from_flags(flags)
+    except (shards.DataNotFoundError, shards.ShardNamingError, TruncatedShardError,
+            RegistrationConflictError, OSError) as error:
+        raise cli.DataError(str(error)) from None
+
+
+def _register_from_flags(flags):
+    """Registers (or with --restore_moved, unmoves) the dataset the flags name; prints what
+    was done."""
     tfds_dir = flags.tfds_dir or os.path.join(os.path.expanduser(flags.data_dir), "tfds")
     if flags.restore_moved:
         restored = restore_moved(flags.dataset, tfds_dir, version=flags.version,
@@ -385,7 +402,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from absl import app
-
     FLAGS = _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -14,7 +14,6 @@ use the machine (e.g. one per NUMA node); on several machines run train.py on ea
 own TF_CONFIG (README, "Several machines").
 """
 
-import argparse
 import os
 import pathlib
 import signal
@@ -23,6 +22,7 @@ import sys
 import threading
 import time
 
+from gqn_tf import cli
 from gqn_tf.training import cluster
 
 TRAIN_SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "train.py"
@@ -96,7 +96,7 @@ def main(argv=None):
         own, train_args = argv[:split], argv[split + 1:]
     else:
         own, train_args = argv, []
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m gqn_tf.training.launch",
         description="Run N train.py workers on this machine as one multi-worker cluster; "
                     "train.py's flags follow '--'.")
