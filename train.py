@@ -105,6 +105,10 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer(
 _KEEP_CHECKPOINTS = flags.DEFINE_integer(
     "keep_checkpoints", 5, "How many of the latest checkpoints to keep.", lower_bound=1)
 
+# --- Schedule extras, compute budget, held-out evaluation (shared with train_jax.py) ---
+_STUDY = cli.define_training_study_flags()
+flags.adopt_module_key_flags(cli)  # listed by --help as the script's own
+
 # --- Performance --------------------------------------------------------------------------
 _JIT_COMPILE = flags.DEFINE_boolean(
     "jit_compile", False, "Compile each replica's forward and backward pass with XLA "
@@ -141,11 +145,12 @@ def main(argv):
         if "image_size" not in overrides:  # the model follows the frames
             overrides["image_size"] = frame_size or datasets.DATASETS[_DATASET.value].frame_size
         model_config = get_preset(_PRESET.value, **overrides)
+        study_schedule, study_run = cli.training_study_values(_STUDY)
         schedule = schedules.ScheduleConfig(
             lr_initial=_LR_INITIAL.value, lr_final=_LR_FINAL.value, lr_steps=_LR_STEPS.value,
             sigma_initial=_SIGMA_INITIAL.value, sigma_final=_SIGMA_FINAL.value,
             sigma_steps=_SIGMA_STEPS.value, beta_1=_BETA_1.value, beta_2=_BETA_2.value,
-            epsilon=_EPSILON.value)
+            epsilon=_EPSILON.value, **study_schedule)
         config = loop.TrainConfig(
             dataset=_DATASET.value, data_dir=os.path.expanduser(_DATA_DIR.value),
             model_dir=os.path.expanduser(_MODEL_DIR.value), max_steps=_MAX_STEPS.value,
@@ -158,7 +163,7 @@ def main(argv):
             skip_bad_records=_SKIP_BAD_RECORDS.value,
             tfds_dir=_TFDS_DIR.value and os.path.expanduser(_TFDS_DIR.value),
             init_from=_INIT_FROM.value and os.path.expanduser(_INIT_FROM.value),
-            strategy=_STRATEGY.value, worker_timeout=_WORKER_TIMEOUT.value)
+            strategy=_STRATEGY.value, worker_timeout=_WORKER_TIMEOUT.value, **study_run)
         loop.check_config(config)
         result = loop.train(model_config, config, schedule)
     except (cluster.ClusterError, cluster.PeerLostError) as error:

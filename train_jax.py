@@ -59,6 +59,9 @@ _LR_STEPS = flags.DEFINE_float("lr_steps", 1.6e6, "Steps over which μ anneals t
 _SIGMA_INITIAL = flags.DEFINE_float("sigma_initial", 2.0, "σ_i, the initial pixel std.")
 _SIGMA_FINAL = flags.DEFINE_float("sigma_final", 0.7, "σ_f, the final pixel std.")
 _SIGMA_STEPS = flags.DEFINE_float("sigma_steps", 2e5, "Steps over which σ anneals to σ_f.")
+# Schedule extras, compute budget, held-out evaluation (shared with train.py).
+_STUDY = cli.define_training_study_flags()
+flags.adopt_module_key_flags(cli)  # listed by --help as the script's own
 _MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision", "float32", ["float32", "mixed_bfloat16"],
     "Compute dtype: mixed_bfloat16 on recent GPUs; variables and losses stay float32.")
@@ -89,17 +92,18 @@ def main(argv):
         if "image_size" not in overrides:
             overrides["image_size"] = frame_size or datasets.DATASETS[_DATASET.value].frame_size
         model_config = get_preset(_PRESET.value, **overrides)
+        study_schedule, study_run = cli.training_study_values(_STUDY)
         schedule = schedules.ScheduleConfig(
             lr_initial=_LR_INITIAL.value, lr_final=_LR_FINAL.value, lr_steps=_LR_STEPS.value,
             sigma_initial=_SIGMA_INITIAL.value, sigma_final=_SIGMA_FINAL.value,
-            sigma_steps=_SIGMA_STEPS.value)
+            sigma_steps=_SIGMA_STEPS.value, **study_schedule)
         config = jax_train.JaxTrainConfig(
             dataset=_DATASET.value, data_dir=os.path.expanduser(_DATA_DIR.value),
             model_dir=os.path.expanduser(_MODEL_DIR.value), max_steps=_MAX_STEPS.value,
             batch_size=_BATCH_SIZE.value, context_size=_CONTEXT_SIZE.value,
             max_context_size=_MAX_CONTEXT_SIZE.value, frame_size=frame_size, seed=_SEED.value,
             log_every=_LOG_EVERY.value, save_every=_SAVE_EVERY.value,
-            mixed_precision=_MIXED_PRECISION.value)
+            mixed_precision=_MIXED_PRECISION.value, **study_run)
         _, stopped_by = jax_train.train(model_config, config, schedule,
                                         log=lambda line: print(line, flush=True))
     except (shards.DataNotFoundError, shards.ShardNamingError, standalone.BadDataError,
@@ -107,7 +111,7 @@ def main(argv):
         raise cli.DataError(str(error)) from None
     except ValueError as error:
         raise cli.UserError(str(error)) from None
-    if stopped_by != "max_steps":
+    if stopped_by in ("SIGINT", "SIGTERM"):
         sys.exit(128 + signal.Signals[stopped_by].value)
 
 

@@ -260,9 +260,22 @@ class SceneSampler:
              else int(rng.integers(0, self.max_context_size + 1)))
         scenes = rng.choice(self.num_scenes, self.batch_size,
                             replace=self.num_scenes < self.batch_size)
+        return self._batch([(scene, rng.choice(self.sequence_size, m + 1, replace=False))
+                            for scene in scenes])
+
+    def fixed_batches(self, num_scenes, context_size, batch_size):
+        """The first `num_scenes` scenes in file order, `context_size` context views each, as
+        batches of `batch_size` (the last may be short): the views of scene i are drawn from
+        (seed, i), so the same arguments give the same batches (held-out evaluation)."""
+        chosen = [(scene, np.random.default_rng([self.seed, scene]).choice(
+            self.sequence_size, context_size + 1, replace=False)) for scene in range(num_scenes)]
+        return [self._batch(chosen[start:start + batch_size])
+                for start in range(0, num_scenes, batch_size)]
+
+    def _batch(self, chosen):
+        """The batch of (scene, views) pairs, the last view of each the query."""
         frames, raw = [], []
-        for scene in scenes:
-            views = rng.choice(self.sequence_size, m + 1, replace=False)
+        for scene, views in chosen:
             try:
                 jpegs, scene_cameras = parse_scene(self._read(scene), self.sequence_size)
             except ValueError as error:
@@ -276,8 +289,8 @@ class SceneSampler:
                         f"{self._where(scene)}: frame {view} does not decode as a JPEG "
                         f"({error}){records.COUNTING_NOTE}. {_REDOWNLOAD}") from None
             raw.append(scene_cameras[views])
-        size = self.frame_size
-        frames = np.stack(frames).reshape(self.batch_size, m + 1, size, size, 3)
+        size, m = self.frame_size, len(chosen[0][1]) - 1
+        frames = np.stack(frames).reshape(len(chosen), m + 1, size, size, 3)
         frames = frames.astype(np.float32) * np.float32(1.0 / 255.0)  # as the pipeline
         viewpoints = np.asarray(cameras_lib.transform_cameras(np.stack(raw)), np.float32)
         return {"context_frames": frames[:, :m], "context_cameras": viewpoints[:, :m],

@@ -12,7 +12,10 @@ the next one read in a thread while the device runs the current step). The run d
 - `model.npz`: the same weights as a compact float16 file that records the step, for
   `train.py --init_from` (schedules continue from it);
 - `train_state.npz`: weights, Adam's moments and the step, to resume this run exactly;
-- `metrics.jsonl`: one line per logging interval.
+- `metrics.jsonl`: one line per logging interval;
+- with `eval_every`, `eval/metrics.jsonl`: the held-out curves of gqn_tf/evaluation/held_out.py
+  (fixed test and train scenes every so many steps, at the start of a new run and at the end),
+  with the run's cumulative CPU and wall seconds (also saved in `train_state.npz`).
 
 Every file is written to a temporary name and renamed, so a crash or Ctrl-C never leaves a
 half-written one; Ctrl-C and SIGTERM save and stop; a NaN or Inf loss stops without saving.
@@ -31,8 +34,9 @@ import keras
 import numpy as np
 
 from gqn_tf.data import standalone
+from gqn_tf.evaluation import held_out as held_outs
 from gqn_tf.model import GQN
-from gqn_tf.training import checkpoints, schedules
+from gqn_tf.training import checkpoints, compute as compute_lib, schedules
 from gqn_tf.training.jax_step import JaxTrainStep
 
 MODEL_FILE, COMPACT_FILE = "model.keras", "model.npz"
@@ -60,11 +64,16 @@ class JaxTrainConfig:
     log_every: int = 100
     save_every: int = 1000
     mixed_precision: str = "float32"
+    max_cpu_seconds: float = 0.0
+    eval_every: int = 0
+    eval_scenes: int = 64
+    eval_context_size: int | None = None
+    eval_batch_size: int = 8
 
 
-def _state_arrays(train_step):
+def _state_arrays(train_step, compute):
     trainable, non_trainable, optimizer_variables = train_step.state
-    arrays = {"format": np.array(_STATE_FORMAT)}
+    arrays = {"format": np.array(_STATE_FORMAT), "compute_seconds": compute.array()}
     for group, values in (("trainable", trainable), ("non_trainable", non_trainable),
                           ("optimizer", optimizer_variables)):
         for i, value in enumerate(values):
@@ -73,7 +82,8 @@ def _state_arrays(train_step):
 
 
 def _load_state(train_step, path):
-    """Puts a saved train_state.npz into `train_step` (ValueError if it does not fit)."""
+    """Puts a saved train_state.npz into `train_step` (ValueError if it does not fit); returns
+    the run's compute seconds it holds (None in a file from before they were saved)."""
     with np.load(path) as saved:
         if str(saved.get("format", "")) != _STATE_FORMAT:
             raise ValueError(f"{path!r} is not a train_jax.py state file; move it away or "
@@ -88,7 +98,9 @@ def _load_state(train_step, path):
                                      f"does not fit); pass a new --model_dir.")
                 loaded.append(jax.numpy.asarray(saved[key], value.dtype))
             state.append(loaded)
+        compute = saved["compute_seconds"] if "compute_seconds" in saved else None
     train_step.state = tuple(state)
+    return compute
 
 
 class _Stop:
@@ -112,12 +124,12 @@ class _Stop:
             signal.signal(number, handler)
 
 
-def save(model_dir, model, train_step, run_config):
+def save(model_dir, model, train_step, run_config, compute):
     """Writes the run's model.keras, model.npz and train_state.npz (each atomically)."""
     train_step.sync()
     step = train_step.step
     checkpoints.write_atomically(os.path.join(model_dir, STATE_FILE),
-                      lambda path: np.savez(path, **_state_arrays(train_step)))
+                                 lambda path: np.savez(path, **_state_arrays(train_step, compute)))
     checkpoints.write_atomically(os.path.join(model_dir, MODEL_FILE), model.save)
     checkpoints.write_atomically(
         os.path.join(model_dir, COMPACT_FILE),
@@ -159,9 +171,17 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
         train_step = JaxTrainStep(model, schedule, seed=config.seed)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    if os.path.exists(state_path):
-        _load_state(train_step, state_path)
+    compute = compute_lib.Clock()
+    resumed = os.path.exists(state_path)
+    if resumed:
+        compute.start(_load_state(train_step, state_path))
         log(f"Resumed from {state_path} at step {train_step.step}.")
+    held_out = None
+    if config.eval_every:
+        held_out = held_outs.for_jax_run(
+            model, held_outs.config_of(config), lambda: train_step.state[:2],
+            dataset=config.dataset, data_dir=config.data_dir, model_dir=config.model_dir,
+            frame_size=config.frame_size)
     extra = {"dataset": config.dataset, "data_dir": config.data_dir,
              "train": dataclasses.asdict(config), "schedule": dataclasses.asdict(schedule),
              "backend": "jax"}
@@ -169,6 +189,15 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
     run_config = {"model": model_config.to_dict(), **extra}  # also kept in model.npz
 
     step = saved_step = train_step.step
+
+    def evaluate():
+        line = held_out and held_out.at(step, float(schedules.pixel_std(step, schedule)),
+                                        compute)
+        if line:
+            log(line)
+
+    if not resumed:  # where a new run's curves start
+        evaluate()
     stop = _Stop()
     reader = futures.ThreadPoolExecutor(1)
     next_batch = reader.submit(sampler.batch, step)
@@ -183,13 +212,15 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
                 f"{kept}. Lower --lr_initial and run again.")
 
     try:
-        while step < config.max_steps and stop.signal is None:
+        while (step < config.max_steps and stop.signal is None
+               and not (config.max_cpu_seconds
+                        and compute.training_cpu() >= config.max_cpu_seconds)):
             try:
                 batch = next_batch.result()
             except standalone.BadDataError:
                 if step > saved_step:
                     check_finite()
-                    saved_step = save(config.model_dir, model, train_step, run_config)
+                    saved_step = save(config.model_dir, model, train_step, run_config, compute)
                     log(f"Saved step {saved_step} in {config.model_dir} before stopping.")
                 raise
             next_batch = reader.submit(sampler.batch, step + 1)
@@ -216,11 +247,18 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
                     f"μ {line['learning_rate']:.2e}  {rate:.2f} steps/s  "
                     f"ETA {eta / 60:.1f} min")
                 sums, count, started = None, 0, time.perf_counter()
+            if config.eval_every and step % config.eval_every == 0:
+                evaluate()
             if step % config.save_every == 0 or step == config.max_steps or stop.signal:
-                saved_step = save(config.model_dir, model, train_step, run_config)
+                saved_step = save(config.model_dir, model, train_step, run_config, compute)
+        if stop.signal is None:
+            evaluate()
+            if step > saved_step:  # stopped by --max_cpu_seconds between saves
+                check_finite()
+                saved_step = save(config.model_dir, model, train_step, run_config, compute)
     finally:
         stop.restore()
         reader.shutdown(wait=True, cancel_futures=True)
-    stopped_by = stop.signal or "max_steps"
+    stopped_by = stop.signal or ("max_steps" if step >= config.max_steps else "max_cpu_seconds")
     log(f"Stopped at step {step} ({stopped_by}); saved in {config.model_dir}.")
     return step, stopped_by

@@ -13,6 +13,11 @@ resuming from the latest checkpoint in `config.model_dir`. What it guarantees:
   is saved (`NonFiniteLossError`), weights are checked to be finite before every save, and
   `tf.train.CheckpointManager` writes the files before it updates its `checkpoint` index.
   SIGINT / SIGTERM stop training between steps and save first (a second Ctrl-C quits at once).
+- With `eval_every`, fixed test and train scenes are evaluated every so many steps, at the start
+  of a new run and at the end (gqn_tf/evaluation/held_out.py), by the chief only; it reads no
+  training state but the weights, so the updates are those of a run without it.
+- The run's cumulative process CPU seconds and wall seconds (and the part of them spent on
+  held-out evaluation) are saved with each checkpoint, so a resumed run counts on.
 """
 
 import contextlib
@@ -32,8 +37,10 @@ import tensorflow as tf
 from absl import logging
 
 from gqn_tf.data import check, datasets, pipeline, shards
+from gqn_tf.evaluation import held_out as held_outs
 from gqn_tf.model import GQN
 from gqn_tf.training import checkpoints, cluster as clusters, schedules, summaries
+from gqn_tf.training import compute as compute_lib
 from gqn_tf.training.step import TrainStep
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -63,6 +70,12 @@ class TrainConfig:
       devices), "mirrored" (this machine's devices, TF_CONFIG ignored) or "multi_worker"
       (TF_CONFIG must name the cluster); see gqn_tf/training/cluster.py.
     worker_timeout: seconds a worker waits for all tasks of its cluster to start.
+    max_cpu_seconds: stop (and save) once the run's cumulative process CPU seconds, less those
+      of held-out evaluation, reach this (0: no limit); for comparing runs at equal compute.
+    eval_every: steps between held-out evaluations (0: none); eval_scenes: scenes of each split
+      evaluated; eval_context_size: their context size (None: the largest the run trains
+      with); eval_batch_size: scenes per evaluation batch (the noise of batch b is seeded by
+      (seed, b), as in evaluate.py).
     """
 
     dataset: str = "shepard_metzler_7_parts"
@@ -87,6 +100,11 @@ class TrainConfig:
     init_from: Optional[str] = None
     strategy: str = "auto"
     worker_timeout: float = 300.0
+    max_cpu_seconds: float = 0.0
+    eval_every: int = 0
+    eval_scenes: int = 64
+    eval_context_size: Optional[int] = None
+    eval_batch_size: int = 8
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -126,6 +144,17 @@ def check_config(config, num_replicas=1):
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
     if config.image_every < 0:
         raise ValueError(f"image_every must be >= 0 (0: no images), got {config.image_every}.")
+    if config.max_cpu_seconds < 0:
+        raise ValueError(f"max_cpu_seconds must be >= 0 (0: no limit), got "
+                         f"{config.max_cpu_seconds}.")
+    if config.eval_every < 0:
+        raise ValueError(f"eval_every must be >= 0 (0: no held-out evaluation), got "
+                         f"{config.eval_every}.")
+    if config.eval_every:
+        for name in ("eval_scenes", "eval_batch_size"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
+        pipeline.check_context_size(info, config.eval_context_size)
     if config.frame_size is not None and (config.frame_size < 1):
         raise ValueError(f"frame_size must be at least 1, got {config.frame_size}.")
     if config.strategy not in STRATEGIES:
@@ -157,7 +186,8 @@ def hparams(model_config, config, schedule):
     values = {f"model/{k}": v for k, v in model_config.to_dict().items()}
     values.update({f"schedule/{k}": v for k, v in dataclasses.asdict(schedule).items()})
     skip = {"model_dir", "data_dir", "log_every", "image_every", "checkpoint_every",
-            "keep_checkpoints", "num_images", "strategy", "worker_timeout"}
+            "keep_checkpoints", "num_images", "strategy", "worker_timeout", "eval_every",
+            "eval_scenes", "eval_context_size", "eval_batch_size"}
     values.update({f"train/{k}": v for k, v in config.to_dict().items() if k not in skip})
     if config.context_size is None:
         values["train/context_size"] = "random"
@@ -263,6 +293,8 @@ _OPTIONAL_INPUT_FIELDS = {"frame_size": None, "skip_bad_records": False, "tfds_d
 
 
 _INPUT_KEY = "input_settings/.ATTRIBUTES/VARIABLE_VALUE"
+_COMPUTE_KEY = "compute_seconds/.ATTRIBUTES/VARIABLE_VALUE"  # compute.Clock.array()
+COMPUTE = compute_lib.COMPUTE
 
 
 def _input_settings(config):
@@ -278,6 +310,11 @@ def _saved_input(prefix):
     if not reader.has_tensor(_INPUT_KEY):
         return None, step
     return reader.get_tensor(_INPUT_KEY).decode("utf-8"), step
+
+
+def _has_compute(prefix):
+    """Whether the checkpoint `prefix` holds the run's compute seconds (older ones do not)."""
+    return tf.train.load_checkpoint(prefix).has_tensor(_COMPUTE_KEY)
 
 
 def _weights_finite(model):
@@ -424,6 +461,11 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
 
     iterator = iter(dataset)
     input_settings = tf.Variable(settings, trainable=False, name="input_settings")
+    compute = compute_lib.Clock()
+    compute_seconds = tf.Variable(tf.zeros([len(COMPUTE)], tf.float64), trainable=False,
+                                  name="compute_seconds")
+    if resume_from is None or _has_compute(resume_from):
+        extra["compute_seconds"] = compute_seconds
     checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator,
                                              input_settings=input_settings, **extra)
     # Another worker than the chief saves into a directory of its own, deleted after each save
@@ -455,6 +497,25 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
         optimizer.iterations.assign(initial_step)
         logging.info("Starting from the weights of %s at step %d.", config.init_from,
                      initial_step)
+    if resume_from and "compute_seconds" not in extra:
+        logging.info("%s holds no compute seconds (an older checkpoint): counting them from "
+                     "now.", resume_from)
+        extra["compute_seconds"] = compute_seconds
+        checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator,
+                                                 input_settings=input_settings, **extra)
+        manager = checkpoints.checkpoint_manager(checkpoint, scratch or config.model_dir,
+                                                 config.keep_checkpoints)
+    held_out = None
+    if is_chief and config.eval_every:
+        start = time.perf_counter()
+        held_out = held_outs.for_tf_run(
+            model, held_outs.config_of(config), dataset=config.dataset,
+            data_dir=config.data_dir, model_dir=config.model_dir, tfds_dir=config.tfds_dir,
+            frame_size=config.frame_size)
+        logging.info("Held-out evaluation every %d steps: %d test and %d train scenes at M = "
+                     "%d (read in %.1f s).", config.eval_every, config.eval_scenes,
+                     config.eval_scenes, held_out.config.context_size,
+                     time.perf_counter() - start)
     if is_chief:
         checkpoints.write_run_config(
             config.model_dir, model_config, dataset=config.dataset, data_dir=config.data_dir,
@@ -478,11 +539,21 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     saved_step = step if resume_from else None
     last_checkpoint = resume_from
     metrics, interval, interval_time = {}, [], 0.0
+    compute.start(compute_seconds.numpy())
+
+    def evaluate():
+        """The held-out evaluation at this step (chief only), its cost counted apart."""
+        line = held_out and held_out.at(step, float(schedules.pixel_std(step, schedule)),
+                                        compute)
+        if line:
+            progress.end()
+            logging.info("%s", line)
 
     def save():
         nonlocal saved_step, last_checkpoint
         if saved_step == step:
             return
+        compute_seconds.assign(compute.array())
         if not _weights_finite(model):
             raise NonFiniteLossError(
                 f"The weights are not finite after step {step} although its loss was; not "
@@ -514,6 +585,13 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
             logging.warning("Saved checkpoint %s (step %d) before stopping on the error below; "
                             "run the same command to resume from it.", last_checkpoint, step)
 
+    def out_of_cpu():
+        if not config.max_cpu_seconds or compute.training_cpu() < config.max_cpu_seconds:
+            return False
+        logging.info("The run's training CPU time reached --max_cpu_seconds %g at step %d.",
+                     config.max_cpu_seconds, step)
+        return True
+
     stop = _StopSignal()
     agreed_stop = clusters.agreed_stop(strategy) if cluster else None
 
@@ -540,7 +618,9 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
             raise clusters.describe_lost_peer(error, cluster, step, last_checkpoint) from None
 
     with stop.installed(), _saving_on_error(save_before_failing):
-        while step < config.max_steps and not stopping():
+        if not resume_from:  # where a new run's curves start
+            evaluate()
+        while step < config.max_steps and not stopping() and not out_of_cpu():
             start = time.perf_counter()
             batch = next_batch()
             with peer_errors():
@@ -577,16 +657,23 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
             if config.image_every and step % config.image_every == 0:
                 seed = tf.constant([config.seed, step], tf.int32)
                 metrics = {**metrics, **writer.images(step, model, batch, seed, config.num_images)}
+            if config.eval_every and step % config.eval_every == 0:
+                evaluate()
             if step % config.checkpoint_every == 0:
                 save()
                 writer.flush()
+        if not stop.received:
+            evaluate()
     progress.end()
     save()
     writer.close()
-    if stop.received:
-        logging.warning("Stopped by %s at step %d; checkpoint %s. Run the same command to "
-                        "resume.", stop.received, step, last_checkpoint)
-    else:
-        logging.info("Reached step %d; checkpoint %s.", step, last_checkpoint)
+    if held_out is not None:
+        held_out.close()
+    if is_chief:  # only the chief says how the run ended, as only it shows progress
+        if stop.received:
+            logging.warning("Stopped by %s at step %d; checkpoint %s. Run the same command "
+                            "to resume.", stop.received, step, last_checkpoint)
+        else:
+            logging.info("Reached step %d; checkpoint %s.", step, last_checkpoint)
     return TrainResult(step=step, metrics=metrics, checkpoint=last_checkpoint,
                        stopped_by=stop.received)

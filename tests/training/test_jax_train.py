@@ -45,8 +45,10 @@ def _train_jax(*args, timeout=240):
 
 
 def _state(model_dir):
+    """The weights, optimizer state and step of a run's train_state.npz."""
     with np.load(model_dir / "train_state.npz") as saved:
-        return {key: saved[key] for key in saved.files if key != "format"}
+        return {key: saved[key] for key in saved.files
+                if key not in ("format", "compute_seconds")}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,36 @@ def test_a_run_without_tensorflow_writes_its_files_and_learns(runs):
     assert "step 6/6" in results["straight"].stdout
     assert "Traceback" not in results["straight"].stderr
     assert "Unable to initialize backend" not in results["straight"].stderr
+
+
+def test_held_out_curves_without_tensorflow_leave_training_unchanged(runs, sample_dir,
+                                                                     tmp_path):
+    straight, _, _ = runs
+    result = _train_jax("--data_dir", str(sample_dir), "--max_steps", "6", "--model_dir",
+                        str(tmp_path), "--eval_every", "3", "--eval_scenes", "5",
+                        "--eval_batch_size", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Held-out at step 6 (M = 2" in result.stdout
+    lines = [json.loads(line) for line in
+             (tmp_path / "eval" / "metrics.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["split"]) for e in lines] == [
+        (step, split) for step in (0, 3, 6) for split in ("test", "train")]
+    for entry in lines:
+        assert entry["num_scenes"] == 5 and entry["context_size"] == 2
+        for name in ("neg_elbo_nats", "kl_nats", "generation_mse", "sample_mean_mse",
+                     "prior_mean_mse", "mean_image_mse", "generation_mse_ratio",
+                     "prior_mean_psnr", "cpu_seconds", "wall_seconds"):
+            assert np.isfinite(entry[name]), name
+        assert entry["generation_mse_ratio"] == pytest.approx(
+            entry["generation_mse"] / entry["mean_image_mse"])
+    tests = [e for e in lines if e["split"] == "test"]
+    assert len({e["mean_image_mse"] for e in tests}) == 1  # the same scenes every time
+    assert tests[0]["cpu_seconds"] < tests[1]["cpu_seconds"] < tests[2]["cpu_seconds"]
+    with np.load(tmp_path / "train_state.npz") as saved:
+        assert saved["compute_seconds"][2] > 0  # evaluation CPU, counted apart
+    expected, found = _state(straight), _state(tmp_path)
+    for key in expected:
+        np.testing.assert_array_equal(found[key], expected[key], err_msg=key)
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(runs):
