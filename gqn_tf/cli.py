@@ -82,13 +82,17 @@ def quiet_library_logs():
 
 
 def _drop_library_info(record):
-    """Drops INFO lines that TensorFlow, Keras, TFDS and JAX log through absl: nothing a user
-    acts on (TFDS's "Failed to load dataset" precedes our own message on what to do)."""
+    """Drops INFO lines and deprecation warnings that TensorFlow, Keras, TFDS and JAX log
+    through absl: nothing a user acts on (TFDS's "Failed to load dataset" precedes our own
+    message on what to do; its deprecations are about its own internals)."""
     path = record.pathname.replace(os.sep, "/")
-    return record.levelno >= _std_logging.WARNING or not any(
-        f"/{package}/" in path
-        for package in ("tensorflow", "keras", "tf_keras", "tensorflow_datasets", "jax",
-                        "jaxlib"))
+    if not any(f"/{package}/" in path
+               for package in ("tensorflow", "keras", "tf_keras", "tensorflow_datasets", "jax",
+                               "jaxlib")):
+        return True
+    if record.levelno >= _std_logging.ERROR:
+        return True
+    return record.levelno >= _std_logging.WARNING and "deprecated" not in record.getMessage()
 
 
 def _script_name():

@@ -148,6 +148,11 @@ def test_command_line_reports_up_to_date(registered, sample_dir):
         capture_output=True, text=True, check=True)
     assert "train 160 scenes in 4 shards, test 80 scenes in 2 shards; already up to date" \
         in out.stdout
+    # TensorFlow's and TFDS's start-up and deprecation lines stay quiet (only the sample's
+    # shard-count warnings, which are ours, reach stderr).
+    for noise in ("cuInit", "absl::InitializeLog", "cudart_stub", "cpu_feature_guard",
+                  "deprecated"):
+        assert noise not in out.stderr, out.stderr
 
 
 def test_unknown_dataset_and_missing_data_are_errors(tmp_path, sample_dir):

@@ -80,11 +80,15 @@ def test_two_workers_make_the_same_update_as_one_process_and_only_the_chief_writ
         sample_dir, tmp_path):
     result = _launch(*RUN, "--data_dir", str(sample_dir), "--max_steps", "4",
                      "--checkpoint_every", "2", "--model_dir", str(tmp_path / "two"),
-                     tmp=tmp_path / "tmp")
+                     "--eval_every", "2", "--eval_scenes", "4", tmp=tmp_path / "tmp")
     assert result.returncode == 0, result.stdout[-3000:]
     losses = [float(x) for x in re.findall(r"\[worker 0\].*step \d+/4  -ELBO (\S+)", result.stdout)]
     assert len(losses) == 4
     assert not re.search(r"\[worker 1\].*step \d+/4", result.stdout)  # one progress line
+    # Only the chief evaluates held-out scenes and says how the run ended.
+    assert len(re.findall(r"\[worker 0\].*Held-out at step", result.stdout)) == 3
+    assert not re.search(r"\[worker 1\].*(Held-out|Reached step)", result.stdout)
+    assert re.search(r"\[worker 0\].*Reached step 4", result.stdout)
 
     config = loop.TrainConfig(
         dataset="shepard_metzler_7_parts", data_dir=str(sample_dir),
@@ -105,7 +109,9 @@ def test_two_workers_make_the_same_update_as_one_process_and_only_the_chief_writ
         "checkpoints/ckpt-2.index", "checkpoints/ckpt-4.data-00000-of-00001",
         "checkpoints/ckpt-4.index"]
     assert len([f for f in files if f.startswith("train/events.out.tfevents")]) == 1
-    assert "run_config.json" in files and len(files) == 7
+    assert len([f for f in files if f.startswith("eval/test/events.out.tfevents")]) == 1
+    assert len([f for f in files if f.startswith("eval/train/events.out.tfevents")]) == 1
+    assert "run_config.json" in files and "eval/metrics.jsonl" in files and len(files) == 10
     # Worker 1's own checkpoint copies were deleted after each save.
     assert _scratch_dirs(tmp_path / "tmp") == []
 
