@@ -45,7 +45,8 @@ def main(argv):
     except FileNotFoundError as error:
         raise cli.DataError(str(error)) from None
     metadata = {"source": info["source"], "step": info["step"], "commit": _commit(),
-                "run_config": loop.run_config_of(_MODEL_DIR.value)}
+                "run_config": loop.run_config_of(_MODEL_DIR.value),
+                "compute_seconds": info["compute_seconds"]}
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
     checkpoints.save_compact(model, _OUT.value, metadata)
     print(f"Saved {info['source']} (step {info['step']}) to {_OUT.value} "

@@ -141,9 +141,11 @@ def load_model(path):
     """A GQN from a `.keras` file, a compact `.npz` file (`save_compact`), a run directory
     (latest checkpoint) or a checkpoint prefix.
 
-    Returns (model, info) where info has "source" (the file or checkpoint read) and "step"
+    Returns (model, info) where info has "source" (the file or checkpoint read), "step"
     (the optimizer step of the checkpoint or the one the compact file records, None for a
-    `.keras` file).
+    `.keras` file) and "compute_seconds" (the run's cumulative CPU and wall seconds that the
+    checkpoint or compact file records, a dict of gqn_tf/training/compute.py's COMPUTE, or
+    None).
     """
     import tensorflow as tf
 
@@ -151,11 +153,13 @@ def load_model(path):
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such model file: {path!r}.")
         model, header = load_compact(path)
-        return model, {"source": str(path), "step": header["metadata"].get("step")}
+        return model, {"source": str(path), "step": header["metadata"].get("step"),
+                       "compute_seconds": header["metadata"].get("compute_seconds")}
     if str(path).endswith(".keras"):
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such .keras file: {path!r}.")
-        return keras.models.load_model(path), {"source": str(path), "step": None}
+        return keras.models.load_model(path), {"source": str(path), "step": None,
+                                               "compute_seconds": None}
     if os.path.isdir(path):
         model_dir, prefix = path, latest_checkpoint(path)
         if prefix is None:
@@ -177,4 +181,19 @@ def load_model(path):
     # The optimizer's slots are not needed to predict; only its step counter is read back.
     optimizer_step = tf.train.Checkpoint(_iterations=step)  # Keras' name for it
     tf.train.Checkpoint(model=model, optimizer=optimizer_step).read(prefix).expect_partial()
-    return model, {"source": prefix, "step": int(step.numpy())}
+    return model, {"source": prefix, "step": int(step.numpy()),
+                   "compute_seconds": compute_seconds_of(prefix)}
+
+
+def compute_seconds_of(prefix):
+    """The run's cumulative compute seconds saved in the checkpoint `prefix` (a dict of
+    compute.COMPUTE), or None for a checkpoint from before they were saved."""
+    import tensorflow as tf
+
+    from gqn_tf.training import compute
+
+    reader = tf.train.load_checkpoint(prefix)
+    key = "compute_seconds/.ATTRIBUTES/VARIABLE_VALUE"
+    if not reader.has_tensor(key):
+        return None
+    return dict(zip(compute.COMPUTE, (float(x) for x in reader.get_tensor(key))))

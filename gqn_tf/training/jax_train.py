@@ -135,7 +135,8 @@ def save(model_dir, model, train_step, run_config, compute):
         os.path.join(model_dir, COMPACT_FILE),
         lambda path: checkpoints.save_compact(
             model, path, {"source": os.path.join(model_dir, MODEL_FILE), "step": step,
-                          "run_config": run_config, "backend": "jax"}))
+                          "run_config": run_config, "backend": "jax",
+                          "compute_seconds": compute.totals()}))
     return step
 
 

@@ -293,7 +293,6 @@ _OPTIONAL_INPUT_FIELDS = {"frame_size": None, "skip_bad_records": False, "tfds_d
 
 
 _INPUT_KEY = "input_settings/.ATTRIBUTES/VARIABLE_VALUE"
-_COMPUTE_KEY = "compute_seconds/.ATTRIBUTES/VARIABLE_VALUE"  # compute.Clock.array()
 COMPUTE = compute_lib.COMPUTE
 
 
@@ -314,7 +313,7 @@ def _saved_input(prefix):
 
 def _has_compute(prefix):
     """Whether the checkpoint `prefix` holds the run's compute seconds (older ones do not)."""
-    return tf.train.load_checkpoint(prefix).has_tensor(_COMPUTE_KEY)
+    return checkpoints.compute_seconds_of(prefix) is not None
 
 
 def _weights_finite(model):
@@ -337,12 +336,13 @@ def _saving_on_error(save):
 
 
 def _initial_model(config, model_config, resume_from):
-    """(model, step) that a new run with `config.init_from` starts from, else (None, 0)."""
+    """(model, info) that a new run with `config.init_from` starts from (info as
+    `checkpoints.load_model` gives it), else (None, {})."""
     if resume_from is not None or config.init_from is None:
         if resume_from is not None and config.init_from is not None:
             logging.info("Resuming from %s; --init_from %s is not read.", resume_from,
                          config.init_from)
-        return None, 0
+        return None, {}
     model, info = checkpoints.load_model(config.init_from)
     if model.gqn_config != model_config:
         changed = {k: (v, model_config.to_dict()[k]) for k, v in model.gqn_config.to_dict().items()
@@ -351,7 +351,7 @@ def _initial_model(config, model_config, resume_from):
             f"--init_from {config.init_from} holds another model config (field: (its, "
             f"requested)): {changed}. Pass the --preset, --model and --frame_size it was "
             f"trained with.")
-    return model, info["step"] or 0
+    return model, info
 
 
 def _training_input(config, seed, bad_records, rows=None):
@@ -418,6 +418,10 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     """
     check_config(config)
     cluster = cluster_of(config)
+    if cluster and config.max_cpu_seconds:
+        raise ValueError("max_cpu_seconds counts the CPU time of one process, so several "
+                         "workers would stop at different steps: use it with one worker, or "
+                         "--max_steps.")
     if strategy is None:
         strategy = (clusters.make_strategy(cluster, config.worker_timeout) if cluster
                     else default_strategy())
@@ -431,7 +435,8 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     settings = _input_settings(config)
     saved_settings, resume_step = _saved_input(resume_from) if resume_from else (settings, 0)
     same_input = saved_settings == settings
-    initial_model, initial_step = _initial_model(config, model_config, resume_from)
+    initial_model, initial_info = _initial_model(config, model_config, resume_from)
+    initial_step = initial_info.get("step") or 0
     if initial_step:  # a new input stream, not the one a run from step 0 would replay
         same_input, resume_step = False, initial_step
     # Before the dataset too: tf.data's seeded shuffles also read the global seed.
@@ -464,10 +469,9 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
     compute = compute_lib.Clock()
     compute_seconds = tf.Variable(tf.zeros([len(COMPUTE)], tf.float64), trainable=False,
                                   name="compute_seconds")
-    if resume_from is None or _has_compute(resume_from):
-        extra["compute_seconds"] = compute_seconds
     checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator,
-                                             input_settings=input_settings, **extra)
+                                             input_settings=input_settings,
+                                             compute_seconds=compute_seconds, **extra)
     # Another worker than the chief saves into a directory of its own, deleted after each save
     # (the manager creates it only when it saves).
     scratch = None if is_chief else clusters.scratch_dir()
@@ -475,8 +479,19 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                                              config.keep_checkpoints)
     if resume_from:
         # With other input settings the saved iterator does not fit: restore the rest only.
-        restored = checkpoint if same_input else checkpoints.make_checkpoint(
-            model, optimizer, **{k: v for k, v in extra.items() if k != "bad_records"})
+        # A checkpoint from before compute seconds were saved counts them from now on.
+        kept = dict(extra)
+        if _has_compute(resume_from):
+            kept["compute_seconds"] = compute_seconds
+        else:
+            logging.info("%s holds no compute seconds (an older checkpoint): counting them "
+                         "from now.", resume_from)
+        if same_input:
+            restored = checkpoints.make_checkpoint(model, optimizer, data=iterator,
+                                                   input_settings=input_settings, **kept)
+        else:
+            restored = checkpoints.make_checkpoint(
+                model, optimizer, **{k: v for k, v in kept.items() if k != "bad_records"})
         try:
             restored.restore(resume_from).assert_existing_objects_matched()
         except (AssertionError, tf.errors.OpError, ValueError) as error:
@@ -495,16 +510,11 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
         for variable, value in zip(model.weights, initial_model.weights):
             variable.assign(value)
         optimizer.iterations.assign(initial_step)
+        if initial_info.get("compute_seconds"):  # the compute of the run it continues
+            compute_seconds.assign([initial_info["compute_seconds"].get(name, 0.0)
+                                    for name in COMPUTE])
         logging.info("Starting from the weights of %s at step %d.", config.init_from,
                      initial_step)
-    if resume_from and "compute_seconds" not in extra:
-        logging.info("%s holds no compute seconds (an older checkpoint): counting them from "
-                     "now.", resume_from)
-        extra["compute_seconds"] = compute_seconds
-        checkpoint = checkpoints.make_checkpoint(model, optimizer, data=iterator,
-                                                 input_settings=input_settings, **extra)
-        manager = checkpoints.checkpoint_manager(checkpoint, scratch or config.model_dir,
-                                                 config.keep_checkpoints)
     held_out = None
     if is_chief and config.eval_every:
         start = time.perf_counter()

@@ -244,9 +244,10 @@ def _train_two_steps(model_dir, *source):
 
 def test_train_py_reads_a_registered_dataset_through_tfds(registered, sample_dir, tmp_path):
     tfds_dir, _, _ = registered
+    held_out = ("--eval_every", "2", "--eval_scenes", "4", "--eval_batch_size", "2")
     through_tfds = _train_two_steps(tmp_path / "tfds", "--tfds_dir", tfds_dir,
-                                    "--data_dir", str(tmp_path / "nothing_here"))
-    from_shards = _train_two_steps(tmp_path / "raw", "--data_dir", str(sample_dir))
+                                    "--data_dir", str(tmp_path / "nothing_here"), *held_out)
+    from_shards = _train_two_steps(tmp_path / "raw", "--data_dir", str(sample_dir), *held_out)
     # Same records in the same seeded order: the same two updates, weight for weight.
     names = [name for name in from_shards.get_variable_to_shape_map()
              if name.startswith(("model/", "optimizer/")) and "VARIABLE_VALUE" in name]
@@ -256,6 +257,17 @@ def test_train_py_reads_a_registered_dataset_through_tfds(registered, sample_dir
                                       from_shards.get_tensor(name), err_msg=name)
     run = json.loads((tmp_path / "tfds" / "run_config.json").read_text())
     assert run["train"]["tfds_dir"] == tfds_dir
+    # The held-out scenes come from the registration's test and train splits: the same figures.
+    from gqn_tf.evaluation import held_out as held_outs
+    from gqn_tf.training import compute
+
+    lines = {name: held_outs.read_metrics(tmp_path / name) for name in ("tfds", "raw")}
+    assert [(e["step"], e["split"]) for e in lines["tfds"]] == [
+        (step, split) for step in (0, 2) for split in ("test", "train")]
+    for a, b in zip(lines["tfds"], lines["raw"]):
+        for name in ("neg_elbo_nats", "generation_mse", "prior_mean_mse", "mean_image_mse"):
+            assert a[name] == pytest.approx(b[name], rel=1e-6), name
+        assert set(compute.COMPUTE) <= set(a)
 
 
 def test_train_py_names_an_unregistered_tfds_dir(tmp_path):

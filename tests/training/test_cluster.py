@@ -193,6 +193,16 @@ def test_multi_worker_strategy_without_tf_config_is_one_line(sample_dir, tmp_pat
     assert "Traceback" not in result.stderr
 
 
+def test_a_cpu_budget_under_several_workers_is_refused_before_they_start(sample_dir, tmp_path):
+    config = ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+              '"task": {"type": "worker", "index": 0}}')
+    result = _train_cli(*RUN, "--data_dir", str(sample_dir), "--model_dir", str(tmp_path),
+                        "--max_cpu_seconds", "60", tf_config=config)
+    assert result.returncode == 2
+    assert "max_cpu_seconds counts the CPU time of one process" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_bad_tf_config_stops_train_py_with_one_line(sample_dir, tmp_path):
     result = _train_cli(*RUN, "--data_dir", str(sample_dir), "--model_dir", str(tmp_path),
                         tf_config='{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps"}}')

@@ -1,4 +1,7 @@
 import dataclasses
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from gqn_tf.model import GQN, get_preset
 from gqn_tf.training import checkpoints, loop, schedules
 
 TINY = get_preset("tiny")
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _config(sample_dir, model_dir, **overrides):
@@ -149,6 +153,27 @@ def test_init_from_starts_a_new_run_from_the_weights_and_step_of_another(sample_
         assert more.step == 3
         assert more.metrics["sigma"] == pytest.approx(
             float(schedules.pixel_std(2, schedules.ScheduleConfig())), rel=1e-6)
+
+
+def test_compute_seconds_carry_over_through_a_compact_file_and_init_from(sample_dir, tmp_path):
+    """A model card's compute is cumulative: a run started --init_from a compact file counts
+    on from the seconds the file records (export/save_compact.py writes them)."""
+    loop.train(TINY, _config(sample_dir, tmp_path / "first", max_steps=3), strategy=_one_device())
+    _, info = checkpoints.load_model(str(tmp_path / "first"))
+    first = info["compute_seconds"]
+    assert first["cpu_seconds"] > 0 and first["wall_seconds"] > 0
+    result = subprocess.run(
+        [sys.executable, "export/save_compact.py", "--model_dir", str(tmp_path / "first"),
+         "--out", str(tmp_path / "first.npz")], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode == 0, result.stderr
+    _, compact = checkpoints.load_model(str(tmp_path / "first.npz"))
+    assert compact["compute_seconds"] == pytest.approx(first)
+    loop.train(TINY, _config(sample_dir, tmp_path / "next", max_steps=4,
+                             init_from=str(tmp_path / "first.npz")), strategy=_one_device())
+    _, info = checkpoints.load_model(str(tmp_path / "next"))
+    assert info["step"] == 4
+    assert info["compute_seconds"]["cpu_seconds"] > first["cpu_seconds"]
 
 
 def test_init_from_a_model_of_another_config_is_refused_before_training(sample_dir, tmp_path):
