@@ -8,7 +8,8 @@ import sys
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = ["train.py", "train_jax.py", "evaluate.py", "render.py", "data/download.py",
+SCRIPTS = ["train.py", "train_jax.py", "evaluate.py", "render.py", "analyze.py",
+           "data/download.py",
            "data/synthesize.py", "export/client.py", "export/export_saved_model.py",
            "export/save_compact.py", "benchmarks/generate.py", "benchmarks/train_step.py",
            "benchmarks/input_pipeline.py", "benchmarks/plot_runs.py"]

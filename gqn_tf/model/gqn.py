@@ -106,9 +106,13 @@ class GQN(keras.Model):
         return self.representation(frames, cameras)
 
     def _conditioning(self, context_frames, context_cameras, query_camera):
+        """The step-invariant conditioning [v^q, r] of a context (see `_conditioning_of`)."""
+        return self._conditioning_of(self.represent(context_frames, context_cameras),
+                                     query_camera)
+
+    def _conditioning_of(self, r, query_camera):
         """The step-invariant conditioning [v^q, r]: v^q [B, 7]; r [B, r_channels] when it is
         constant over the core grid (pool, pyramid), else [B, h, w, r_channels] (tower)."""
-        r = self.represent(context_frames, context_cameras)
         if self.gqn_config.representation != "tower":
             r = r[:, 0, 0, :]
         return [ops.cast(query_camera, self.compute_dtype), r]
@@ -227,7 +231,14 @@ class GQN(keras.Model):
         """Renders the query view with latents from the prior: [B, H, W, 3] in [0, 1].
         noise: optional [L, B, h, w, z_channels] standard normal noise used instead of the
         seed's."""
-        conditioning = self._conditioning(context_frames, context_cameras, query_camera)
+        return self.render(self.represent(context_frames, context_cameras), query_camera,
+                           seed, noise)
+
+    def render(self, representation, query_camera, seed=0, noise=None):
+        """`generate` from a scene representation r [B, h, w, r_channels] as `represent`
+        gives it, rather than from context views: for representations made by other means
+        than summing views (the scene algebra of the paper's Fig. 4A, r(A) − r(B) + r(C))."""
+        conditioning = self._conditioning_of(representation, query_camera)
         size = ops.shape(conditioning[0])[0]
         if self.factorise_conditioning:
             gates = self._conditioning_gates("generator", conditioning)
