@@ -59,6 +59,19 @@ _LR_STEPS = flags.DEFINE_float("lr_steps", 1.6e6, "Steps over which μ anneals t
 _SIGMA_INITIAL = flags.DEFINE_float("sigma_initial", 2.0, "σ_i, the initial pixel std.")
 _SIGMA_FINAL = flags.DEFINE_float("sigma_final", 0.7, "σ_f, the final pixel std.")
 _SIGMA_STEPS = flags.DEFINE_float("sigma_steps", 2e5, "Steps over which σ anneals to σ_f.")
+_INIT_FROM = flags.DEFINE_string(
+    "init_from", None, "Start a new run from a trained model's weights (a compact .npz such as "
+    "pretrained/gqn_sm7_32.npz, or a .keras file) at the step it records, so the schedules "
+    "continue and its compute seconds count on; Adam's moments start afresh. The model flags "
+    "must match it. Ignored once --model_dir holds a saved state (the run resumes).")
+_MASKED_CONTEXT = flags.DEFINE_boolean(
+    "masked_context", False, "With a random context size: give every batch "
+    "--max_context_size views and a mask of the M drawn, so that one compiled program serves "
+    "every M (the same update; XLA compiles once instead of once per M).")
+_MAX_WALL_SECONDS = flags.DEFINE_float(
+    "max_wall_seconds", 0, "Also stop (and save) once this process has trained this many "
+    "wall seconds (compilation included): a fixed budget on a lent machine. 0: no limit.",
+    lower_bound=0)
 # Schedule extras, compute budget, held-out evaluation (shared with train.py).
 _STUDY = cli.define_training_study_flags()
 flags.adopt_module_key_flags(cli)  # listed by --help as the script's own
@@ -103,7 +116,9 @@ def main(argv):
             batch_size=_BATCH_SIZE.value, context_size=_CONTEXT_SIZE.value,
             max_context_size=_MAX_CONTEXT_SIZE.value, frame_size=frame_size, seed=_SEED.value,
             log_every=_LOG_EVERY.value, save_every=_SAVE_EVERY.value,
-            mixed_precision=_MIXED_PRECISION.value, **study_run)
+            mixed_precision=_MIXED_PRECISION.value, masked_context=_MASKED_CONTEXT.value,
+            max_wall_seconds=_MAX_WALL_SECONDS.value,
+            init_from=_INIT_FROM.value and os.path.expanduser(_INIT_FROM.value), **study_run)
         _, stopped_by = jax_train.train(model_config, config, schedule,
                                         log=lambda line: print(line, flush=True))
     except (shards.DataNotFoundError, shards.ShardNamingError, standalone.BadDataError,

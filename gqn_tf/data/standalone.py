@@ -214,11 +214,15 @@ class SceneSampler:
     arrays, a pure function of (seed, step); see the module docstring."""
 
     def __init__(self, data_dir, dataset, split="train", batch_size=36, context_size=None,
-                 max_context_size=None, frame_size=None, seed=0, progress=None):
+                 max_context_size=None, frame_size=None, seed=0, progress=None,
+                 masked_context=False):
         info = datasets.get_dataset_info(dataset)
         self.sequence_size = info.sequence_size
         self.frame_size = frame_size or info.frame_size
         self.batch_size, self.seed = int(batch_size), int(seed)
+        # With a random M: always max_context_size views and a `context_mask` with M ones,
+        # so that every batch has one shape (one compiled program).
+        self.masked_context = bool(masked_context) and context_size is None
         largest = info.sequence_size - 1
         self.context_size = context_size
         self.max_context_size = largest if max_context_size is None else max_context_size
@@ -254,14 +258,21 @@ class SceneSampler:
 
     def batch(self, step):
         """Batch number `step`: {context_frames [B, M, H, W, 3], context_cameras [B, M, 7],
-        query_camera [B, 7], target [B, H, W, 3]}, float32, frames in [0, 1]."""
+        query_camera [B, 7], target [B, H, W, 3]}, float32, frames in [0, 1]; with
+        `masked_context`, M is max_context_size and `context_mask` [B, M] has ones for the
+        first m views, m drawn as without it."""
         rng = np.random.default_rng([self.seed, int(step)])
         m = (self.context_size if self.context_size is not None
              else int(rng.integers(0, self.max_context_size + 1)))
         scenes = rng.choice(self.num_scenes, self.batch_size,
                             replace=self.num_scenes < self.batch_size)
-        return self._batch([(scene, rng.choice(self.sequence_size, m + 1, replace=False))
-                            for scene in scenes])
+        views = self.max_context_size if self.masked_context else m
+        batch = self._batch([(scene, rng.choice(self.sequence_size, views + 1, replace=False))
+                             for scene in scenes])
+        if self.masked_context:
+            batch["context_mask"] = np.broadcast_to(
+                (np.arange(views) < m).astype(np.float32), (self.batch_size, views)).copy()
+        return batch
 
     def fixed_batches(self, num_scenes, context_size, batch_size):
         """The first `num_scenes` scenes in file order, `context_size` context views each, as

@@ -13,8 +13,9 @@ mean-training-image baseline (`<name>_ratio` in a row), the figure to compare ac
 
 `Evaluator` runs on TensorFlow (evaluate.py, train.py), `JaxEvaluator` on Keras' JAX backend
 (train_jax.py, without TensorFlow); both give the same per-image values, post-processed by
-`image_values`. `ContextCurve` accumulates per-image values over scenes for each M; means are over images, so a
-row is the same whatever the batch size, and PSNR is the mean of the per-image PSNRs.
+`image_values`. `ContextCurve` accumulates per-image values over scenes for each M; means are
+over images, so a row is the same whatever the batch size, and PSNR is the mean of the
+per-image PSNRs.
 """
 
 import math

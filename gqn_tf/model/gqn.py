@@ -98,17 +98,19 @@ class GQN(keras.Model):
 
     # --- Pieces shared by Algorithms S2 and S3 ---------------------------------------------
 
-    def represent(self, context_frames, context_cameras):
+    def represent(self, context_frames, context_cameras, context_mask=None):
         """The scene representation r = Σ_k f(x^k, v^k): [B, h, w, r_channels] (h = 1 for
-        pool and pyramid, image_size / 4 for tower)."""
+        pool and pyramid, image_size / 4 for tower). context_mask [B, M] (0/1), if given,
+        leaves out the views whose mask is 0: batches of M_max views with masks stand for any
+        M <= M_max in one input shape."""
         frames = ops.cast(context_frames, self.compute_dtype)
         cameras = ops.cast(context_cameras, self.compute_dtype)
-        return self.representation(frames, cameras)
+        return self.representation(frames, cameras, view_mask=context_mask)
 
-    def _conditioning(self, context_frames, context_cameras, query_camera):
+    def _conditioning(self, context_frames, context_cameras, query_camera, context_mask=None):
         """The step-invariant conditioning [v^q, r] of a context (see `_conditioning_of`)."""
-        return self._conditioning_of(self.represent(context_frames, context_cameras),
-                                     query_camera)
+        return self._conditioning_of(
+            self.represent(context_frames, context_cameras, context_mask), query_camera)
 
     def _conditioning_of(self, r, query_camera):
         """The step-invariant conditioning [v^q, r]: v^q [B, 7]; r [B, r_channels] when it is
@@ -162,8 +164,8 @@ class GQN(keras.Model):
     def _posterior_pass(self, batch, seed, batch_offset=0, global_batch_size=None, noise=None):
         """Runs the L steps with latents from the posterior; returns (mean image, KL per layer)."""
         conditioning = self._conditioning(
-            batch["context_frames"], batch["context_cameras"], batch["query_camera"]
-        )
+            batch["context_frames"], batch["context_cameras"], batch["query_camera"],
+            batch.get("context_mask"))
         target = ops.cast(batch["target"], self.compute_dtype)
         size = ops.shape(target)[0]
         invariant = [self.target_downsample(target), *conditioning]  # what C^e reads each step
@@ -210,7 +212,8 @@ class GQN(keras.Model):
         noise: instead of the seed's, this standard normal noise [L, B, h, w, z_channels] (e.g.
         to compare two backends, whose seeded streams differ).
         Returns a dict of [B] tensors `loss` (= −ELBO), `elbo`, `kl`, `nll`, with `kl_per_layer`
-        [B, L] and the reconstruction `mean` [B, H, W, 3].
+        [B, L] and the reconstruction `mean` [B, H, W, 3]. A `context_mask` [B, M] in the batch
+        leaves out the context views whose mask is 0 (see `represent`).
         """
         mean, kl_per_layer = self._posterior_pass(batch, seed, batch_offset, global_batch_size,
                                                   noise)
@@ -227,12 +230,13 @@ class GQN(keras.Model):
 
     # --- Algorithm S3: generation ------------------------------------------------------------
 
-    def generate(self, context_frames, context_cameras, query_camera, seed=0, noise=None):
+    def generate(self, context_frames, context_cameras, query_camera, seed=0, noise=None,
+                 context_mask=None):
         """Renders the query view with latents from the prior: [B, H, W, 3] in [0, 1].
         noise: optional [L, B, h, w, z_channels] standard normal noise used instead of the
-        seed's."""
-        return self.render(self.represent(context_frames, context_cameras), query_camera,
-                           seed, noise)
+        seed's. context_mask: as in `represent`."""
+        return self.render(self.represent(context_frames, context_cameras, context_mask),
+                           query_camera, seed, noise)
 
     def render(self, representation, query_camera, seed=0, noise=None):
         """`generate` from a scene representation r [B, h, w, r_channels] as `represent`

@@ -114,7 +114,9 @@ def make_representation_network(config):
 
 @keras.saving.register_keras_serializable(package="gqn_tf")
 class SceneRepresentation(keras.layers.Layer):
-    """r = Σ_k f(x^k, v^k) over the context views; with no views r = 0."""
+    """r = Σ_k f(x^k, v^k) over the context views; with no views r = 0. An optional mask
+    [B, M] of 0/1 weights the views (r = Σ_k m_k f(x^k, v^k)), so that batches with different
+    numbers of real views share one shape (one compiled program on JAX/XLA)."""
 
     def __init__(self, network, image_size, **kwargs):
         super().__init__(**kwargs)
@@ -126,8 +128,9 @@ class SceneRepresentation(keras.layers.Layer):
         if not self.network.built:  # a deserialised network arrives built
             self.network.build((None, *frames_shape[2:]), (None, viewpoints_shape[-1]))
 
-    def call(self, frames, viewpoints):
-        """frames [B, M, H, W, 3], viewpoints [B, M, 7] → r [B, h, w, C] (h = H/4 or 1)."""
+    def call(self, frames, viewpoints, view_mask=None):
+        """frames [B, M, H, W, 3], viewpoints [B, M, 7], view_mask [B, M] or None → r
+        [B, h, w, C] (h = H/4 or 1). (Not `mask`: Keras gives that name its own meaning.)"""
         shape = ops.shape(frames)
         batch, views = shape[0], shape[1]
         size, channels = self.output_size, self.network.channels
@@ -137,7 +140,10 @@ class SceneRepresentation(keras.layers.Layer):
                 ops.reshape(frames, (-1, *frames.shape[2:])),
                 ops.reshape(viewpoints, (-1, viewpoints.shape[-1])),
             )
-            return ops.sum(ops.reshape(flat, (batch, views, size, size, channels)), axis=1)
+            per_view = ops.reshape(flat, (batch, views, size, size, channels))
+            if view_mask is not None:
+                per_view = per_view * ops.cast(view_mask, per_view.dtype)[:, :, None, None, None]
+            return ops.sum(per_view, axis=1)
 
         def empty():
             return ops.zeros((batch, size, size, channels), dtype=self.compute_dtype)

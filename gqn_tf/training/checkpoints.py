@@ -145,10 +145,8 @@ def load_model(path):
     (the optimizer step of the checkpoint or the one the compact file records, None for a
     `.keras` file) and "compute_seconds" (the run's cumulative CPU and wall seconds that the
     checkpoint or compact file records, a dict of gqn_tf/training/compute.py's COMPUTE, or
-    None).
+    None). Compact and .keras files load without TensorFlow (on Keras' JAX backend).
     """
-    import tensorflow as tf
-
     if str(path).endswith(COMPACT_SUFFIX):
         if not os.path.exists(path):
             raise FileNotFoundError(f"No such model file: {path!r}.")
@@ -160,6 +158,8 @@ def load_model(path):
             raise FileNotFoundError(f"No such .keras file: {path!r}.")
         return keras.models.load_model(path), {"source": str(path), "step": None,
                                                "compute_seconds": None}
+    import tensorflow as tf
+
     if os.path.isdir(path):
         model_dir, prefix = path, latest_checkpoint(path)
         if prefix is None:

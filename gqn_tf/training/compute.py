@@ -37,6 +37,10 @@ class Clock:
         """name → total seconds so far (COMPUTE)."""
         return dict(zip(COMPUTE, self.array().tolist()))
 
+    def process_wall(self):
+        """Wall seconds of this process since `start`."""
+        return time.perf_counter() - self.wall
+
     def training_cpu(self):
         """CPU seconds of the run so far less those of held-out evaluation."""
         cpu, _, eval_cpu, _ = self.array()

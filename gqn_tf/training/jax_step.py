@@ -41,6 +41,11 @@ class JaxTrainStep:
         self._compiled = jax.jit(self._step, donate_argnums=(0,))
 
     @property
+    def programs(self):
+        """How many programs XLA has compiled for the step (one per input shape)."""
+        return self._compiled._cache_size()
+
+    @property
     def step(self):
         """The number of updates made (the optimizer's iterations)."""
         return int(self.state[2][self._iterations])
@@ -75,6 +80,13 @@ class JaxTrainStep:
         per-image means `loss`, `kl`, `nll`, `kl_per_layer` [L] and σ, μ of the step."""
         self.state, metrics = self._compiled(self.state, batch)
         return metrics
+
+    def set_step(self, step):
+        """Sets the optimizer's step counter (a run started from another's weights continues
+        its schedules; Adam's moments stay at zero)."""
+        state = list(self.state[2])
+        state[self._iterations] = jnp.asarray(step, state[self._iterations].dtype)
+        self.state = (self.state[0], self.state[1], state)
 
     def sync(self):
         """Writes the current weights and optimizer state into the Keras variables."""

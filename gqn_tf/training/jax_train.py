@@ -65,6 +65,9 @@ class JaxTrainConfig:
     save_every: int = 1000
     mixed_precision: str = "float32"
     max_cpu_seconds: float = 0.0
+    max_wall_seconds: float = 0.0
+    masked_context: bool = False
+    init_from: str | None = None
     eval_every: int = 0
     eval_scenes: int = 64
     eval_context_size: int | None = None
@@ -124,6 +127,28 @@ class _Stop:
             signal.signal(number, handler)
 
 
+def _initial_weights(model, init_from):
+    """Puts the weights of `init_from` (a compact .npz or a .keras file) into `model`; returns
+    `checkpoints.load_model`'s info (its step and compute seconds), or None without it."""
+    if init_from is None:
+        return None
+    if not init_from.endswith((checkpoints.COMPACT_SUFFIX, ".keras")):
+        raise ValueError(f"--init_from {init_from!r}: give a compact .npz or a .keras file "
+                         f"(a train.py run directory needs TensorFlow; export it with "
+                         f"export/save_compact.py).")
+    source, info = checkpoints.load_model(init_from)
+    if source.gqn_config != model.gqn_config:
+        changed = {k: (v, model.gqn_config.to_dict()[k])
+                   for k, v in source.gqn_config.to_dict().items()
+                   if model.gqn_config.to_dict()[k] != v}
+        raise ValueError(f"--init_from {init_from} holds another model config (field: (its, "
+                         f"requested)): {changed}. Pass the --preset, --model and "
+                         f"--frame_size it was trained with.")
+    for variable, value in zip(model.weights, source.weights):
+        variable.assign(value)
+    return info
+
+
 def save(model_dir, model, train_step, run_config, compute):
     """Writes the run's model.keras, model.npz and train_state.npz (each atomically)."""
     train_step.sync()
@@ -158,7 +183,8 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
 
     sampler = standalone.SceneSampler(
         config.data_dir, config.dataset, "train", config.batch_size, config.context_size,
-        config.max_context_size, config.frame_size, config.seed, progress=indexed)
+        config.max_context_size, config.frame_size, config.seed, progress=indexed,
+        masked_context=config.masked_context)
     if sampler.frame_size != model_config.image_size:
         raise ValueError(f"The model is built for {model_config.image_size}x"
                          f"{model_config.image_size} frames but the input gives "
@@ -167,16 +193,23 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.mixed_precision)
+    resumed = os.path.exists(state_path)
     try:
         model = GQN(model_config)
+        initial = None if resumed else _initial_weights(model, config.init_from)
         train_step = JaxTrainStep(model, schedule, seed=config.seed)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     compute = compute_lib.Clock()
-    resumed = os.path.exists(state_path)
     if resumed:
         compute.start(_load_state(train_step, state_path))
         log(f"Resumed from {state_path} at step {train_step.step}.")
+    elif initial is not None:
+        train_step.set_step(initial["step"] or 0)
+        if initial.get("compute_seconds"):  # the compute of the run it continues
+            compute.start([initial["compute_seconds"].get(name, 0.0)
+                           for name in compute_lib.COMPUTE])
+        log(f"Starting from the weights of {config.init_from} at step {train_step.step}.")
     held_out = None
     if config.eval_every:
         held_out = held_outs.for_jax_run(
@@ -215,7 +248,9 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
     try:
         while (step < config.max_steps and stop.signal is None
                and not (config.max_cpu_seconds
-                        and compute.training_cpu() >= config.max_cpu_seconds)):
+                        and compute.training_cpu() >= config.max_cpu_seconds)
+               and not (config.max_wall_seconds
+                        and compute.process_wall() >= config.max_wall_seconds)):
             try:
                 batch = next_batch.result()
             except standalone.BadDataError:
@@ -260,6 +295,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
     finally:
         stop.restore()
         reader.shutdown(wait=True, cancel_futures=True)
-    stopped_by = stop.signal or ("max_steps" if step >= config.max_steps else "max_cpu_seconds")
-    log(f"Stopped at step {step} ({stopped_by}); saved in {config.model_dir}.")
+    stopped_by = stop.signal or ("max_steps" if step >= config.max_steps else "time budget")
+    log(f"Stopped at step {step} ({stopped_by}); saved in {config.model_dir}. XLA compiled "
+        f"{train_step.programs} training program(s) in this process.")
     return step, stopped_by

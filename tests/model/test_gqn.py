@@ -101,3 +101,30 @@ def test_training_on_one_batch_drives_the_loss_down(make_batch):
     losses = [float(step(batch)["loss"]) for _ in range(300)]
     first, last = np.mean(losses[:10]), np.mean(losses[-10:])
     assert last < 0.25 * first, (first, last)
+
+
+def test_a_context_mask_leaves_out_views_as_if_they_were_not_given(make_batch):
+    """Batches of M_max views with a mask stand for any M <= M_max (one input shape): r, the
+    ELBO and the render equal those of the batch with only the unmasked views."""
+    model = GQN(get_preset("tiny", image_size=16))
+    batch = make_batch(batch_size=2, context_size=4, image_size=16)
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 0]], np.float32)
+    masked = model.represent(batch["context_frames"], batch["context_cameras"], mask).numpy()
+    for row, m in enumerate((2, 3)):
+        alone = model.represent(batch["context_frames"][row:row + 1, :m],
+                                batch["context_cameras"][row:row + 1, :m]).numpy()
+        np.testing.assert_allclose(masked[row], alone[0], atol=1e-6)
+    sliced = {**batch, "context_frames": batch["context_frames"][:, :2],
+              "context_cameras": batch["context_cameras"][:, :2]}
+    two = np.array([[1, 1, 0, 0]] * 2, np.float32)
+    np.testing.assert_allclose(
+        model.elbo_terms({**batch, "context_mask": two}, 0.7, [3, 1])["loss"],
+        model.elbo_terms(sliced, 0.7, [3, 1])["loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        model.generate(batch["context_frames"], batch["context_cameras"], batch["query_camera"],
+                       [3, 1], context_mask=two),
+        model.generate(sliced["context_frames"], sliced["context_cameras"],
+                       batch["query_camera"], [3, 1]), atol=1e-6)
+    none = model.represent(batch["context_frames"], batch["context_cameras"],
+                           np.zeros((2, 4), np.float32)).numpy()
+    assert np.all(none == 0)  # no view: r = 0, as with M = 0

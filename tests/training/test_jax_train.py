@@ -111,6 +111,41 @@ def test_held_out_curves_without_tensorflow_leave_training_unchanged(runs, sampl
         np.testing.assert_array_equal(found[key], expected[key], err_msg=key)
 
 
+def test_masked_context_compiles_once_and_init_from_continues_a_compact_model(
+        runs, sample_dir, tmp_path):
+    """--masked_context: every random M in one program; --init_from: a new JAX run starts
+    from a compact model's weights at its step, and counts on from its compute seconds."""
+    straight, _, _ = runs
+    at = RUN.index("--context_size")
+    random_m = [*RUN[:at], *RUN[at + 2:]]  # M drawn per batch from 0..--max_context_size
+
+    def train(*args):
+        return subprocess.run([sys.executable, "-c", _WITHOUT_TF, *random_m, *args],
+                              cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,
+                              timeout=240)
+
+    args = ["--data_dir", str(sample_dir), "--max_context_size", "3", "--masked_context"]
+    drawn = {int(np.random.default_rng([5, step]).integers(0, 4)) for step in range(6)}
+    assert len(drawn) > 1  # the sampler's M of steps 0-5 at seed 5 (as SceneSampler draws)
+    masked = train(*args, "--max_steps", "6", "--model_dir", str(tmp_path / "masked"))
+    assert masked.returncode == 0, masked.stderr[-3000:]
+    assert "XLA compiled 1 training program(s)" in masked.stdout
+    started = train(*args, "--max_steps", "8", "--model_dir", str(tmp_path / "started"),
+                    "--init_from", str(straight / "model.npz"))
+    assert started.returncode == 0, started.stderr[-3000:]
+    assert "Starting from the weights of" in started.stdout and "at step 6" in started.stdout
+    lines = [json.loads(line) for line in
+             (tmp_path / "started" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [8]  # steps 7 and 8: it went on from step 6
+    with np.load(straight / "train_state.npz") as first, \
+            np.load(tmp_path / "started" / "train_state.npz") as second:
+        assert second["compute_seconds"][0] > first["compute_seconds"][0]
+    bad = train(*args, "--max_steps", "8", "--model_dir", str(tmp_path / "bad"),
+                "--init_from", str(straight))
+    assert bad.returncode == 2
+    assert "give a compact .npz or a .keras file" in bad.stderr
+
+
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(runs):
     straight, resumed, results = runs
     assert "Resumed from" in results["second"].stdout and "at step 4" in results["second"].stdout
