@@ -64,6 +64,17 @@ _INIT_FROM = flags.DEFINE_string(
     "pretrained/gqn_sm7_32.npz, or a .keras file) at the step it records, so the schedules "
     "continue and its compute seconds count on; Adam's moments start afresh. The model flags "
     "must match it. Ignored once --model_dir holds a saved state (the run resumes).")
+_SYNTHETIC_SCENES = flags.DEFINE_integer(
+    "synthetic_scenes", 0, "Train on this many synthetic scenes rendered in memory (scenes "
+    "0..N-1 of the train split exactly as data/synthesize.py --seed --synthetic_seed writes "
+    "them) instead of the shards under --data_dir: for a machine without the files. "
+    "Shepard-Metzler datasets only. 0: read the shards.", lower_bound=0)
+_SYNTHETIC_TEST_SCENES = flags.DEFINE_integer(
+    "synthetic_test_scenes", 0, "With --synthetic_scenes: test-split scenes rendered for the "
+    "held-out evaluation (default: --eval_scenes).", lower_bound=0)
+_SYNTHETIC_SEED = flags.DEFINE_integer(
+    "synthetic_seed", 0, "With --synthetic_scenes: data/synthesize.py's --seed of the scenes.",
+    lower_bound=0)
 _MASKED_CONTEXT = flags.DEFINE_boolean(
     "masked_context", False, "With a random context size: give every batch "
     "--max_context_size views and a mask of the M drawn, so that one compiled program serves "
@@ -117,7 +128,9 @@ def main(argv):
             max_context_size=_MAX_CONTEXT_SIZE.value, frame_size=frame_size, seed=_SEED.value,
             log_every=_LOG_EVERY.value, save_every=_SAVE_EVERY.value,
             mixed_precision=_MIXED_PRECISION.value, masked_context=_MASKED_CONTEXT.value,
-            max_wall_seconds=_MAX_WALL_SECONDS.value,
+            max_wall_seconds=_MAX_WALL_SECONDS.value, synthetic_scenes=_SYNTHETIC_SCENES.value,
+            synthetic_test_scenes=_SYNTHETIC_TEST_SCENES.value,
+            synthetic_seed=_SYNTHETIC_SEED.value,
             init_from=_INIT_FROM.value and os.path.expanduser(_INIT_FROM.value), **study_run)
         _, stopped_by = jax_train.train(model_config, config, schedule,
                                         log=lambda line: print(line, flush=True))

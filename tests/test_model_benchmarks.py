@@ -91,3 +91,29 @@ def test_the_gpu_script_times_the_jax_step_and_ends_with_json(tmp_path):
     # step_s is rounded to 1e-4 s, images_per_s computed before rounding.
     assert run["step_s"] > 0 and 2 / run["images_per_s"] == pytest.approx(run["step_s"],
                                                                           abs=6e-5)
+
+
+def test_the_gpu_training_script_continues_the_bundled_model_in_one_program(tmp_path):
+    """benchmarks/gpu/train.sh as one GPU call runs it, here on CPU JAX without TensorFlow-made
+    files: scenes rendered in memory, the bundled model continued at its step, every context
+    size in one compiled program, and the files to bring back in the output folder (its own
+    scene counts and steps overridden to stay short)."""
+    env = {**os.environ, "GQN_WHEELS": str(tmp_path), "PYTHON": sys.executable,
+           "JAX_PLATFORMS": "cpu"}
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "benchmarks" / "gpu" / "train.sh"), str(out),
+         "--synthetic_scenes", "40", "--synthetic_test_scenes", "8", "--eval_scenes", "8",
+         "--eval_every", "2", "--max_steps", "59004", "--log_every", "2", "--save_every", "2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting from the weights of pretrained/gqn_sm7_32.npz at step 59000" \
+        in result.stdout
+    assert "XLA compiled 1 training program(s)" in result.stdout
+    assert {"model.npz", "model.keras", "metrics.jsonl", "train_state.npz"} <= {
+        p.name for p in out.iterdir()}
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [59002, 59004]
+    assert lines[-1]["sigma"] == pytest.approx(0.3)
+    held = [json.loads(line) for line in (out / "eval" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in held if e["split"] == "test"] == [59000, 59002, 59004]

@@ -6,20 +6,10 @@
 #
 #   bash benchmarks/gpu/run.sh [more train_step.py flags, which override these]
 #
-# GQN_WHEELS (default .whl) names the wheel folder, GQN_SITE (default /tmp/gqn_site) where
-# they go; without wheels the Python environment as it is must have Keras.
+# GQN_WHEELS, GQN_SITE and PYTHON as in env.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-wheels=${GQN_WHEELS:-.whl}
-site=${GQN_SITE:-/tmp/gqn_site}
-python=${PYTHON:-python3}
-if compgen -G "$wheels/*.whl" >/dev/null; then
-  "$python" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$site" "$wheels"/*.whl
-  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-"$python" -c 'import jax, keras; print("jax", jax.__version__, "keras", keras.__version__, "devices", jax.devices())'
+. benchmarks/gpu/env.sh
 exec "$python" benchmarks/train_step.py --backend jax --preset paper --representation pool \
   --batch_size 36 --context_size 5 --variants factorised \
   --mixed_precision float32,mixed_bfloat16 --steps 10 "$@"

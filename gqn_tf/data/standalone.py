@@ -283,15 +283,19 @@ class SceneSampler:
         return [self._batch(chosen[start:start + batch_size])
                 for start in range(0, num_scenes, batch_size)]
 
+    def _scene(self, scene):
+        """(S JPEG byte strings, raw cameras [S, 5]) of scene `scene`."""
+        try:
+            return parse_scene(self._read(scene), self.sequence_size)
+        except ValueError as error:
+            raise BadDataError(f"{self._where(scene)}{records.COUNTING_NOTE}: {error}. "
+                               f"{_REDOWNLOAD}") from None
+
     def _batch(self, chosen):
         """The batch of (scene, views) pairs, the last view of each the query."""
         frames, raw = [], []
         for scene, views in chosen:
-            try:
-                jpegs, scene_cameras = parse_scene(self._read(scene), self.sequence_size)
-            except ValueError as error:
-                raise BadDataError(f"{self._where(scene)}{records.COUNTING_NOTE}: {error}. "
-                                   f"{_REDOWNLOAD}") from None
+            jpegs, scene_cameras = self._scene(scene)
             for view in views:
                 try:
                     frames.append(decode_frame(jpegs[view], self.frame_size))
@@ -306,3 +310,49 @@ class SceneSampler:
         viewpoints = np.asarray(cameras_lib.transform_cameras(np.stack(raw)), np.float32)
         return {"context_frames": frames[:, :m], "context_cameras": viewpoints[:, :m],
                 "query_camera": viewpoints[:, m], "target": frames[:, m]}
+
+
+class SyntheticSceneSampler(SceneSampler):
+    """A SceneSampler over synthetic scenes rendered in memory instead of read from shards:
+    scenes 0..num_scenes-1 of `split` exactly as `data/synthesize.py --seed synthetic_seed`
+    writes them (gqn_tf/data/synthetic.py), so a machine without the files (or without
+    TensorFlow to write them) trains on the same data. Rendered once, in `workers` processes.
+    """
+
+    def __init__(self, dataset, split="train", num_scenes=1000, synthetic_seed=0,
+                 batch_size=36, context_size=None, max_context_size=None, frame_size=None,
+                 seed=0, workers=None, masked_context=False):
+        from gqn_tf.data import synthetic
+
+        info = datasets.get_dataset_info(dataset)
+        synthetic.num_parts(dataset)  # a ValueError for a dataset it cannot make
+        if num_scenes < 1:
+            raise ValueError(f"num_scenes must be at least 1, got {num_scenes}.")
+        self.sequence_size = info.sequence_size
+        self.frame_size = frame_size or info.frame_size
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.masked_context = bool(masked_context) and context_size is None
+        largest = info.sequence_size - 1
+        self.context_size = context_size
+        self.max_context_size = largest if max_context_size is None else max_context_size
+        for name, value in (("context_size", context_size),
+                            ("max_context_size", self.max_context_size)):
+            if value is not None and not 0 <= value <= largest:
+                raise ValueError(f"--{name} {value}: {dataset} has {info.sequence_size} views "
+                                 f"per scene, so use 0..{largest}.")
+        workers = workers or os.cpu_count() or 1
+        with synthetic.pool(workers) as pool:
+            self.scenes = list(synthetic.rendered_scenes(dataset, synthetic_seed, split,
+                                                         num_scenes, pool))
+        self.files = [f"synthetic {dataset} {split} (seed {synthetic_seed})"]
+
+    @property
+    def num_scenes(self):
+        return len(self.scenes)
+
+    def _scene(self, scene):
+        jpegs, cameras = self.scenes[scene]
+        return jpegs, np.asarray(cameras, np.float32)
+
+    def _where(self, scene):
+        return f"synthetic scene {scene}"

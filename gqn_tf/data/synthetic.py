@@ -36,6 +36,7 @@ Scenes are independent and seeded by `(seed, split, scene index)`, so the output
 """
 
 import colorsys
+import contextlib
 import io
 import math
 import multiprocessing
@@ -220,8 +221,9 @@ def _render_task(args):
     return render_scene(*args)
 
 
-def _scenes(dataset, seed, split, num_scenes, pool):
-    """Yields the rendered scenes of a split in index order, in parallel when `pool` is given."""
+def rendered_scenes(dataset, seed, split, num_scenes, pool=None):
+    """Yields the rendered scenes of a split in index order, (S JPEG byte strings, raw cameras
+    [S, 5]) each, in parallel when `pool` is given."""
     tasks = ((dataset, seed, split, index) for index in range(num_scenes))
     if pool is None:
         return map(_render_task, tasks)
@@ -259,7 +261,7 @@ def write_split(out, dataset, split, num_scenes, scenes_per_shard=100, seed=0, p
     os.makedirs(directory, exist_ok=True)
     _check_no_other_shards(directory, num_shards)
 
-    scenes = _scenes(dataset, seed, split, num_scenes, pool)
+    scenes = rendered_scenes(dataset, seed, split, num_scenes, pool)
     paths = []
     with tqdm(total=num_scenes, desc=f"{dataset}/{split}", unit="scene") as progress:
         for shard in range(num_shards):
@@ -287,6 +289,18 @@ def _pool_context():
     return multiprocessing.get_context("fork" if "fork" in methods else None)
 
 
+@contextlib.contextmanager
+def pool(workers):
+    """A pool of `workers` rendering processes (None for one: render in this process)."""
+    processes = _pool_context().Pool(workers) if workers > 1 else None
+    try:
+        yield processes
+    finally:  # every task is consumed by then, or an error stops them all
+        if processes is not None:
+            processes.terminate()
+            processes.join()
+
+
 def synthesize(out, dataset, train_scenes, test_scenes, scenes_per_shard=100, seed=0, workers=1):
     """Writes a synthetic Shepard-Metzler dataset: `<out>/<dataset>/{train,test}/*.tfrecord`.
 
@@ -297,11 +311,7 @@ def synthesize(out, dataset, train_scenes, test_scenes, scenes_per_shard=100, se
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}.")
     counts = {"train": train_scenes, "test": test_scenes}
-    pool = _pool_context().Pool(workers) if workers > 1 else None
-    try:
-        return {split: write_split(out, dataset, split, count, scenes_per_shard, seed, pool)
+    with pool(workers) as processes:
+        return {split: write_split(out, dataset, split, count, scenes_per_shard, seed,
+                                   processes)
                 for split, count in counts.items()}
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()

@@ -245,19 +245,27 @@ def for_tf_run(model, config, *, dataset, data_dir, model_dir, tfds_dir=None,
                    summaries=True)
 
 
-def for_jax_run(model, config, weights, *, dataset, data_dir, model_dir, frame_size=None):
-    """The HeldOut of a train_jax.py run: scenes read without TensorFlow
-    (`standalone.SceneSampler.fixed_batches`), `metrics.JaxEvaluator` on `weights()`, JSON
-    lines only. Raises HeldOutError when a split is missing or too small."""
+def shard_samplers(dataset, data_dir, frame_size, seed):
+    """split → a `standalone.SceneSampler` of the shards under `data_dir` (for `for_jax_run`);
+    a HeldOutError when a split is missing."""
     from gqn_tf.data import standalone
 
     samplers = {}
     for split in SPLITS:
         try:
             samplers[split] = standalone.SceneSampler(data_dir, dataset, split,
-                                                      frame_size=frame_size, seed=config.seed)
+                                                      frame_size=frame_size, seed=seed)
         except shards.DataNotFoundError as error:
             raise _missing_split(split, error) from None
+    return samplers
+
+
+def for_jax_run(model, config, weights, samplers, *, model_dir):
+    """The HeldOut of a train_jax.py run: scenes read without TensorFlow by `samplers` (split →
+    a standalone SceneSampler or SyntheticSceneSampler; `fixed_batches`),
+    `metrics.JaxEvaluator` on `weights()`, JSON lines only. Raises HeldOutError when a split
+    holds too few scenes."""
+    for split in SPLITS:
         if samplers[split].num_scenes < config.num_scenes:
             raise _too_few(config, split, os.path.dirname(str(samplers[split].files[0])),
                            samplers[split].num_scenes)
@@ -267,7 +275,7 @@ def for_jax_run(model, config, weights, *, dataset, data_dir, model_dir, frame_s
     mean_image = None
     if config.mean_image_scenes > 0:
         train = samplers["train"]
-        views = datasets.get_dataset_info(dataset).sequence_size - 1
+        views = train.sequence_size - 1
         mean_image = metrics.mean_frame(train.fixed_batches(
             min(config.mean_image_scenes, train.num_scenes), views, 64))
     evaluator = metrics.JaxEvaluator(model, 1.0, weights, config.latent_samples, mean_image,

@@ -68,6 +68,9 @@ class JaxTrainConfig:
     max_wall_seconds: float = 0.0
     masked_context: bool = False
     init_from: str | None = None
+    synthetic_scenes: int = 0
+    synthetic_test_scenes: int = 0
+    synthetic_seed: int = 0
     eval_every: int = 0
     eval_scenes: int = 64
     eval_context_size: int | None = None
@@ -181,10 +184,29 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
         if done == total or (total >= 20 and done % (total // 10) == 0):
             log(f"Indexed {scenes} scenes in {done} of {total} shard files.")
 
-    sampler = standalone.SceneSampler(
-        config.data_dir, config.dataset, "train", config.batch_size, config.context_size,
-        config.max_context_size, config.frame_size, config.seed, progress=indexed,
-        masked_context=config.masked_context)
+    sampling = dict(batch_size=config.batch_size, context_size=config.context_size,
+                    max_context_size=config.max_context_size, frame_size=config.frame_size,
+                    seed=config.seed, masked_context=config.masked_context)
+    if config.init_from and not os.path.exists(config.init_from):
+        raise FileNotFoundError(f"--init_from {config.init_from!r}: no such model file.")
+    # Scenes are rendered (in forked processes) before JAX starts its threads.
+    eval_samplers = None
+    if config.synthetic_scenes:
+        log(f"Rendering {config.synthetic_scenes} synthetic training scenes (seed "
+            f"{config.synthetic_seed}).")
+        sampler = standalone.SyntheticSceneSampler(
+            config.dataset, "train", config.synthetic_scenes, config.synthetic_seed,
+            **sampling)
+        if config.eval_every:
+            eval_samplers = {"train": sampler, "test": standalone.SyntheticSceneSampler(
+                config.dataset, "test", config.synthetic_test_scenes or config.eval_scenes,
+                config.synthetic_seed, frame_size=config.frame_size, seed=config.seed)}
+    else:
+        sampler = standalone.SceneSampler(config.data_dir, config.dataset, "train",
+                                          progress=indexed, **sampling)
+        if config.eval_every:
+            eval_samplers = held_outs.shard_samplers(config.dataset, config.data_dir,
+                                                     config.frame_size, config.seed)
     if sampler.frame_size != model_config.image_size:
         raise ValueError(f"The model is built for {model_config.image_size}x"
                          f"{model_config.image_size} frames but the input gives "
@@ -212,10 +234,9 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
         log(f"Starting from the weights of {config.init_from} at step {train_step.step}.")
     held_out = None
     if config.eval_every:
-        held_out = held_outs.for_jax_run(
-            model, held_outs.config_of(config), lambda: train_step.state[:2],
-            dataset=config.dataset, data_dir=config.data_dir, model_dir=config.model_dir,
-            frame_size=config.frame_size)
+        held_out = held_outs.for_jax_run(model, held_outs.config_of(config),
+                                         lambda: train_step.state[:2], eval_samplers,
+                                         model_dir=config.model_dir)
     extra = {"dataset": config.dataset, "data_dir": config.data_dir,
              "train": dataclasses.asdict(config), "schedule": dataclasses.asdict(schedule),
              "backend": "jax"}
