@@ -62,6 +62,7 @@ def curve(model_dir, split):
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.import_tensorflow()  # Keras, which the metrics import, would import it noisily
     import matplotlib
 
     matplotlib.use("Agg")
