@@ -29,7 +29,8 @@ def test_load_model_from_run_directory_and_prefix(trained_run):
     model_dir, prefix, model, batch = trained_run
     for source in (model_dir, prefix):
         loaded, info = checkpoints.load_model(str(source))
-        assert info == {"source": prefix, "step": 3}
+        # A checkpoint written without the trainer holds no compute seconds.
+        assert info == {"source": prefix, "step": 3, "compute_seconds": None}
         assert loaded.gqn_config == model.gqn_config
         _same_outputs(model, loaded, batch)
 
