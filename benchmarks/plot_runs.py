@@ -72,13 +72,17 @@ def main(argv):
     curves = {name: curve(model_dir, _SPLIT.value) for name, model_dir in runs}
     figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     for axis, (key, label) in zip(axes.flat, PANELS):
-        for name, lines in curves.items():
+        later = []  # the values after each run's first point (an untrained model's), for the
+        for name, lines in curves.items():  # y range
             points = [(e["train_cpu_minutes"], e[key]) for e in lines
                       if e.get(key) is not None]
             axis.plot(*zip(*points), marker=".", label=name)
+            later += [value for _, value in points[1:]]
         if key.endswith("_ratio"):
             axis.axhline(1.0, color="grey", linestyle="--", linewidth=1)
-            axis.set_ylim(0.3, 1.3)
+            axis.set_ylim(min([0.8, *later]) - 0.05, 1.3)
+        elif later:
+            axis.set_ylim(0, 1.2 * max(later) + 1)
         axis.set(title=label, xlabel="training CPU minutes")
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
