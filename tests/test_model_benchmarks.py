@@ -117,3 +117,16 @@ def test_the_gpu_training_script_continues_the_bundled_model_in_one_program(tmp_
     assert lines[-1]["sigma"] == pytest.approx(0.3)
     held = [json.loads(line) for line in (out / "eval" / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in held if e["split"] == "test"] == [59000, 59002, 59004]
+
+
+def test_plot_runs_names_a_run_without_held_out_curves_and_a_bad_run_flag(tmp_path):
+    def plot(*args):
+        return subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "plot_runs.py"),
+                               *args, "--out", str(tmp_path / "p.png")], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    missing = plot("--run", f"a={tmp_path}")
+    assert missing.returncode == 1
+    assert "metrics.jsonl does not exist: train the run with --eval_every N" in missing.stderr
+    bad = plot("--run", "runs/a")
+    assert bad.returncode == 2 and "expected NAME=MODEL_DIR" in bad.stderr

@@ -179,3 +179,21 @@ def test_a_record_that_is_no_example_is_named_when_read(sample_dir, tmp_path):
 def test_a_context_size_the_dataset_cannot_give_is_refused(sample_dir):
     with pytest.raises(ValueError, match="--context_size 15: .* has 15 views"):
         standalone.SceneSampler(sample_dir, DATASET, context_size=15)
+
+
+def test_synthetic_scenes_rendered_in_memory_equal_the_synthesized_files(sample_dir):
+    """The bundled sample is synthesize.py's seed-0 output: the in-memory sampler gives the
+    same frames and cameras (the same JPEG bytes decoded the same way)."""
+    files = standalone.SceneSampler(str(sample_dir), "shepard_metzler_7_parts", "test",
+                                    frame_size=32, seed=3)
+    memory = standalone.SyntheticSceneSampler("shepard_metzler_7_parts", "test", num_scenes=6,
+                                              synthetic_seed=0, frame_size=32, seed=3,
+                                              workers=1)
+    assert memory.num_scenes == 6
+    for a, b in zip(files.fixed_batches(6, 3, 4), memory.fixed_batches(6, 3, 4)):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    with pytest.raises(ValueError, match="Unknown split 'valid'"):
+        standalone.SyntheticSceneSampler(DATASET, "valid", num_scenes=1, workers=1)
+    with pytest.raises(ValueError, match="num_scenes must be at least 1"):
+        standalone.SyntheticSceneSampler(DATASET, "train", num_scenes=0, workers=1)

@@ -110,3 +110,13 @@ def test_analyze_py_writes_metrics_figures_and_projector(tiny_trained_run, sampl
     assert bad.returncode == 2
     (line,) = bad.stderr.strip().splitlines()
     assert line.startswith("analyze.py: 5 view sets of 4 views need 20 views per scene")
+
+
+def test_analyze_py_names_an_unknown_analysis(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "analyze.py", "--model", "pretrained/gqn_sm7_32.npz", "--output_dir",
+         str(tmp_path), "--analyses", "invariance,colour"], cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("analyze.py: --analyses invariance,colour: choose from "
+                                     "invariance, algebra.")

@@ -172,3 +172,26 @@ def test_metrics_jsonl_keeps_the_last_line_of_a_step_evaluated_twice(tmp_path):
     (tmp_path / "eval" / "metrics.jsonl").write_text(
         "".join(json.dumps(line) + "\n" for line in lines))
     assert [e["x"] for e in held_out.read_metrics(tmp_path)] == [3, 2]
+
+
+def test_the_jax_held_out_evaluation_names_a_missing_split_or_too_few_scenes(sample_dir,
+                                                                          tmp_path):
+    """The checks train_jax.py meets before training (here without running JAX)."""
+    data = tmp_path / "data" / DATASET
+    shutil.copytree(sample_dir / DATASET / "train", data / "train")
+    with pytest.raises(held_out.HeldOutError, match="needs the test split"):
+        held_out.shard_samplers(DATASET, str(tmp_path / "data"), 32, 0)
+    samplers = held_out.shard_samplers(DATASET, str(sample_dir), 32, 0)
+    config = held_out.HeldOutConfig(num_scenes=81, context_size=3)
+    with pytest.raises(held_out.HeldOutError, match="--eval_scenes 81 is more than the test "
+                       "split holds: .* has 80 scenes"):
+        held_out.for_jax_run(None, config, None, samplers, model_dir=str(tmp_path))
+
+
+def test_bad_held_out_and_budget_settings_are_named(sample_dir, tmp_path):
+    for overrides, message in (({"eval_scenes": 0}, "eval_scenes must be at least 1"),
+                               ({"eval_batch_size": 0}, "eval_batch_size must be at least 1"),
+                               ({"eval_every": -1}, "eval_every must be >= 0"),
+                               ({"max_cpu_seconds": -1.0}, "max_cpu_seconds must be >= 0")):
+        with pytest.raises(ValueError, match=message):
+            loop.check_config(_config(sample_dir, tmp_path, **overrides))
