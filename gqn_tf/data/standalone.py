@@ -216,6 +216,22 @@ class SceneSampler:
     def __init__(self, data_dir, dataset, split="train", batch_size=36, context_size=None,
                  max_context_size=None, frame_size=None, seed=0, progress=None,
                  masked_context=False):
+        self._settle(dataset, batch_size, context_size, max_context_size, frame_size, seed,
+                     masked_context)
+        self.files = shards.list_shards(data_dir, dataset, split)
+        self.index = []  # (file number, offset, length) of every record
+        for number, path in enumerate(self.files):
+            self.index.extend((number, offset, length) for offset, length in index_records(path))
+            if progress is not None:
+                progress(number + 1, len(self.files), len(self.index))
+        if not self.index:
+            raise BadDataError(f"The {dataset} {split} shards hold no records "
+                               f"({self.files[0]} ...).")
+
+    def _settle(self, dataset, batch_size, context_size, max_context_size, frame_size, seed,
+                masked_context):
+        """Checks and keeps the batch settings (a ValueError names a context size that does
+        not fit the dataset's S views)."""
         info = datasets.get_dataset_info(dataset)
         self.sequence_size = info.sequence_size
         self.frame_size = frame_size or info.frame_size
@@ -231,15 +247,6 @@ class SceneSampler:
             if value is not None and not 0 <= value <= largest:
                 raise ValueError(f"--{name} {value}: {dataset} has {info.sequence_size} views "
                                  f"per scene, so use 0..{largest}.")
-        self.files = shards.list_shards(data_dir, dataset, split)
-        self.index = []  # (file number, offset, length) of every record
-        for number, path in enumerate(self.files):
-            self.index.extend((number, offset, length) for offset, length in index_records(path))
-            if progress is not None:
-                progress(number + 1, len(self.files), len(self.index))
-        if not self.index:
-            raise BadDataError(f"The {dataset} {split} shards hold no records "
-                               f"({self.files[0]} ...).")
 
     @property
     def num_scenes(self):
@@ -324,22 +331,11 @@ class SyntheticSceneSampler(SceneSampler):
                  seed=0, workers=None, masked_context=False):
         from gqn_tf.data import synthetic
 
-        info = datasets.get_dataset_info(dataset)
         synthetic.num_parts(dataset)  # a ValueError for a dataset it cannot make
         if num_scenes < 1:
             raise ValueError(f"num_scenes must be at least 1, got {num_scenes}.")
-        self.sequence_size = info.sequence_size
-        self.frame_size = frame_size or info.frame_size
-        self.batch_size, self.seed = int(batch_size), int(seed)
-        self.masked_context = bool(masked_context) and context_size is None
-        largest = info.sequence_size - 1
-        self.context_size = context_size
-        self.max_context_size = largest if max_context_size is None else max_context_size
-        for name, value in (("context_size", context_size),
-                            ("max_context_size", self.max_context_size)):
-            if value is not None and not 0 <= value <= largest:
-                raise ValueError(f"--{name} {value}: {dataset} has {info.sequence_size} views "
-                                 f"per scene, so use 0..{largest}.")
+        self._settle(dataset, batch_size, context_size, max_context_size, frame_size, seed,
+                     masked_context)
         workers = workers or os.cpu_count() or 1
         with synthetic.pool(workers) as pool:
             self.scenes = list(synthetic.rendered_scenes(dataset, synthetic_seed, split,
