@@ -290,6 +290,16 @@ class SceneSampler:
         return [self._batch(chosen[start:start + batch_size])
                 for start in range(0, num_scenes, batch_size)]
 
+    def whole_scenes(self, num_scenes):
+        """The first `num_scenes` scenes with all their views in stored order: frames
+        [N, S, H, W, 3] float32 in [0, 1] and viewpoints [N, S, 7]."""
+        batch = self._batch([(scene, np.arange(self.sequence_size))
+                             for scene in range(num_scenes)])
+        frames = np.concatenate([batch["context_frames"], batch["target"][:, None]], axis=1)
+        viewpoints = np.concatenate([batch["context_cameras"], batch["query_camera"][:, None]],
+                                    axis=1)
+        return frames, viewpoints
+
     def _scene(self, scene):
         """(S JPEG byte strings, raw cameras [S, 5]) of scene `scene`."""
         try:

@@ -93,12 +93,7 @@ def read_scenes(data_dir, dataset, split, num_scenes, frame_size):
     if sampler.num_scenes < num_scenes:
         raise ValueError(f"num_scenes {num_scenes} is more than the {split} split of {dataset} "
                          f"holds ({sampler.num_scenes}): ask for at most {sampler.num_scenes}.")
-    everything = np.arange(sampler.sequence_size)
-    batch = sampler._batch([(scene, everything) for scene in range(num_scenes)])
-    frames = np.concatenate([batch["context_frames"], batch["target"][:, None]], axis=1)
-    viewpoints = np.concatenate([batch["context_cameras"], batch["query_camera"][:, None]],
-                                axis=1)
-    return frames, viewpoints
+    return sampler.whole_scenes(num_scenes)
 
 
 def representations(model, frames, viewpoints, batch_size=16):
