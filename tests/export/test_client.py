@@ -3,18 +3,18 @@ formats (tensorflow_serving/g3doc/api_rest.md), and export/client.py end to end 
 loopback HTTP server that answers :predict with the exported SavedModel."""
 
 import base64
-import http.server
 import json
 import pathlib
+import socket
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from gqn_tf import serving_client as client
+from gqn_tf.serving import client as serving_client
+from gqn_tf.serving import grpc_client, rest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -27,16 +27,16 @@ def _inputs(batch=2, views=1, seed=0):
 
 
 def test_predict_url_follows_the_rest_paths():
-    assert client.predict_url("http://localhost:8501/", "gqn") == (
+    assert rest.predict_url("http://localhost:8501/", "gqn") == (
         "http://localhost:8501/v1/models/gqn:predict")
-    assert client.predict_url("http://h:1", "gqn", 3) == (
+    assert rest.predict_url("http://h:1", "gqn", 3) == (
         "http://h:1/v1/models/gqn/versions/3:predict")
 
 
 def test_row_request_has_one_named_object_per_scene():
     frames, cameras, query = _inputs()
-    signature, inputs = client.gqn_inputs(frames, cameras, query)
-    body = json.loads(json.dumps(client.build_predict_request(inputs, signature, "row")))
+    signature, inputs = serving_client.gqn_inputs(frames, cameras, query)
+    body = json.loads(json.dumps(rest.build_predict_request(inputs, signature, "row")))
     assert set(body) == {"signature_name", "instances"}
     assert body["signature_name"] == "serving_default"
     assert len(body["instances"]) == 2
@@ -50,8 +50,8 @@ def test_row_request_has_one_named_object_per_scene():
 
 def test_columnar_request_maps_names_to_whole_tensors_with_the_seed():
     frames, cameras, query = _inputs()
-    signature, inputs = client.gqn_inputs(frames, cameras, query, seed=5)
-    body = json.loads(json.dumps(client.build_predict_request(inputs, signature, "columnar")))
+    signature, inputs = serving_client.gqn_inputs(frames, cameras, query, seed=5)
+    body = json.loads(json.dumps(rest.build_predict_request(inputs, signature, "columnar")))
     assert body["signature_name"] == "generate_seeded"
     assert set(body["inputs"]) == {"context_frames", "context_cameras", "query_camera", "seed"}
     assert body["inputs"]["seed"] == [5, 0]
@@ -60,28 +60,28 @@ def test_columnar_request_maps_names_to_whole_tensors_with_the_seed():
 
 
 def test_row_request_refuses_inputs_without_a_shared_batch_dimension():
-    signature, inputs = client.gqn_inputs(*_inputs(batch=3), seed=[1, 2])
+    signature, inputs = serving_client.gqn_inputs(*_inputs(batch=3), seed=[1, 2])
     with pytest.raises(ValueError, match="columnar"):
-        client.build_predict_request(inputs, signature, "row")
+        rest.build_predict_request(inputs, signature, "row")
 
 
 def test_jpeg_request_sends_binary_frames_as_b64_objects():
     jpegs = [[b"\xff\xd8one\xff\xd9", b"\xff\xd8two\xff\xd9"]]
-    signature, inputs = client.gqn_inputs(jpegs, np.zeros((1, 2, 5)), np.zeros((1, 5)))
+    signature, inputs = serving_client.gqn_inputs(jpegs, np.zeros((1, 2, 5)), np.zeros((1, 5)))
     assert signature == "generate_jpeg"
-    row = client.build_predict_request(inputs, signature, "row")["instances"][0]
+    row = rest.build_predict_request(inputs, signature, "row")["instances"][0]
     assert row["context_jpeg"] == [{"b64": base64.b64encode(j).decode()} for j in jpegs[0]]
-    columns = client.build_predict_request(inputs, signature, "columnar")["inputs"]
+    columns = rest.build_predict_request(inputs, signature, "columnar")["inputs"]
     assert columns["context_jpeg"] == [row["context_jpeg"]]
     assert base64.b64decode(columns["context_jpeg"][0][1]["b64"]) == jpegs[0][1]
 
 
 def test_empty_context_is_refused_with_the_reason():
-    signature, inputs = client.gqn_inputs(*_inputs(views=0))
+    signature, inputs = serving_client.gqn_inputs(*_inputs(views=0))
     with pytest.raises(ValueError, match="M = 0"):
-        client.build_predict_request(inputs, signature)
+        rest.build_predict_request(inputs, signature)
     with pytest.raises(ValueError, match="M = 0"):
-        client.build_predict_request(*reversed(client.gqn_inputs(
+        rest.build_predict_request(*reversed(serving_client.gqn_inputs(
             [[]], np.zeros((1, 0, 5)), np.zeros((1, 5)))))
 
 
@@ -96,7 +96,7 @@ _IMAGES = np.arange(2 * 2 * 2 * 3, dtype=np.float32).reshape(2, 2, 2, 3) / 24
 ])
 def test_documented_responses_are_parsed(body):
     for text in (body, json.dumps(body), json.dumps(body).encode()):
-        image = client.parse_predict_response(text, "image")
+        image = rest.parse_predict_response(text, "image")
         assert image.dtype == np.float32
         np.testing.assert_array_equal(image, _IMAGES)
 
@@ -108,81 +108,20 @@ def test_documented_responses_are_parsed(body):
     {"outputs": {"image_jpeg_bytes": [{"b64": "AAE="}, {"b64": "/9g="}]}},
 ])
 def test_binary_outputs_are_decoded_from_b64(body):
-    assert client.parse_predict_response(body, "image_jpeg_bytes") == [b"\x00\x01", b"\xff\xd8"]
+    assert rest.parse_predict_response(body, "image_jpeg_bytes") == [b"\x00\x01", b"\xff\xd8"]
 
 
 def test_error_and_unexpected_bodies_raise_serving_error():
-    with pytest.raises(client.ServingError, match="Servable not found"):
-        client.parse_predict_response('{ "error": "Servable not found for request: Latest(x)" }',
+    with pytest.raises(rest.ServingError, match="Servable not found"):
+        rest.parse_predict_response('{ "error": "Servable not found for request: Latest(x)" }',
                                       "image")
-    with pytest.raises(client.ServingError, match="'image'"):
-        client.parse_predict_response({"outputs": {"representation": [1.0]}}, "image")
-    with pytest.raises(client.ServingError, match="predictions"):
-        client.parse_predict_response({"result": []}, "image")
+    with pytest.raises(rest.ServingError, match="'image'"):
+        rest.parse_predict_response({"outputs": {"representation": [1.0]}}, "image")
+    with pytest.raises(rest.ServingError, match="predictions"):
+        rest.parse_predict_response({"result": []}, "image")
 
 
 # --- End to end over loopback ----------------------------------------------------------------
-
-def _serve_predict(loaded, body):
-    """What TF Serving does with a :predict body, per api_rest.md, on the loaded SavedModel."""
-    signature = loaded.signatures[body.get("signature_name", "serving_default")]
-    specs = signature.structured_input_signature[1]
-
-    def decode(value):
-        if isinstance(value, dict):
-            return base64.b64decode(value["b64"])
-        return [decode(v) for v in value] if isinstance(value, list) else value
-
-    if "instances" in body:
-        columns = {name: [row[name] for row in body["instances"]] for name in specs}
-    else:
-        columns = body["inputs"]
-    outputs = signature(**{name: tf.constant(decode(columns[name]), specs[name].dtype)
-                           for name in specs})
-
-    def encode(name, tensor):
-        if name.endswith("_bytes"):
-            return [{"b64": base64.b64encode(v).decode()} for v in tensor.numpy().tolist()]
-        return tensor.numpy().tolist()
-
-    (name, tensor), = outputs.items()  # one named output: TF Serving omits its name
-    return {("predictions" if "instances" in body else "outputs"): encode(name, tensor)}
-
-
-@pytest.fixture
-def server(exported):
-    requests = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            requests.append((self.path, body))
-            model = self.path.split("/")[3].split(":")[0]
-            if self.path != "/v1/models/gqn:predict":
-                status, answer = 404, {"error": f"Servable not found for request: Latest({model})"}
-            else:
-                try:
-                    status, answer = 200, _serve_predict(exported["loaded"], body)
-                except Exception as error:  # noqa: BLE001 - sent to the client as TF Serving does
-                    status, answer = 400, {"error": str(error)}
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", requests
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
-
 
 def test_client_script_renders_a_sample_scene_through_rest(exported, server, sample_dir, tmp_path):
     address, requests = server
@@ -197,9 +136,9 @@ def test_client_script_renders_a_sample_scene_through_rest(exported, server, sam
     (path, body), = requests
     assert "inputs" in body and body["signature_name"] == "generate_seeded"
 
-    jpegs, cameras = client.load_scene(str(sample_dir), "shepard_metzler_7_parts", "test", 1)
+    jpegs, cameras = serving_client.load_scene(str(sample_dir), "shepard_metzler_7_parts", "test", 1)
     expected = exported["loaded"].signatures["generate_seeded"](
-        context_frames=client.decode_frames([jpegs[i] for i in (0, 1, 2)])[None],
+        context_frames=serving_client.decode_frames([jpegs[i] for i in (0, 1, 2)])[None],
         context_cameras=cameras[[0, 1, 2]][None], query_camera=cameras[[4]],
         seed=tf.constant([9, 0]))["image"][0]
     png = tf.io.decode_png(tf.io.read_file(str(out))).numpy()
@@ -208,18 +147,102 @@ def test_client_script_renders_a_sample_scene_through_rest(exported, server, sam
 
 def test_jpeg_round_trip_and_server_errors_through_rest(exported, server, sample_dir):
     address, _ = server
-    url = client.predict_url(address, "gqn")
-    jpegs, cameras = client.load_scene(str(sample_dir), "shepard_metzler_7_parts", "test", 0)
-    signature, inputs = client.gqn_inputs([jpegs[:2], jpegs[2:4]], np.stack([cameras[:2],
+    url = rest.predict_url(address, "gqn")
+    jpegs, cameras = serving_client.load_scene(str(sample_dir), "shepard_metzler_7_parts", "test", 0)
+    signature, inputs = serving_client.gqn_inputs([jpegs[:2], jpegs[2:4]], np.stack([cameras[:2],
                                           cameras[2:4]]), cameras[[5, 6]])
     for layout in ("row", "columnar"):
-        response = client.post_predict(url, client.build_predict_request(inputs, signature, layout))
-        images = client.parse_predict_response(response, "image_jpeg_bytes")
+        response = rest.post_predict(url, rest.build_predict_request(inputs, signature, layout))
+        images = rest.parse_predict_response(response, "image_jpeg_bytes")
         assert [tf.io.decode_jpeg(image).shape for image in images] == [(64, 64, 3)] * 2
 
-    signature, inputs = client.gqn_inputs(client.decode_frames(jpegs[:2])[None],
+    signature, inputs = serving_client.gqn_inputs(serving_client.decode_frames(jpegs[:2])[None],
                                           cameras[None, :2, :3], cameras[[5]])
-    with pytest.raises(client.ServingError, match="(?s)HTTP 400.*context_cameras must be"):
-        client.post_predict(url, client.build_predict_request(inputs, signature))
-    with pytest.raises(client.ServingError, match="HTTP 404: Servable not found"):
-        client.post_predict(client.predict_url(address, "other"), {"instances": []})
+    with pytest.raises(rest.ServingError, match="(?s)HTTP 400.*context_cameras must be"):
+        rest.post_predict(url, rest.build_predict_request(inputs, signature))
+    with pytest.raises(rest.ServingError, match="HTTP 404: Servable not found"):
+        rest.post_predict(rest.predict_url(address, "other"), {"instances": []})
+
+
+# --- gRPC ------------------------------------------------------------------------------------
+
+def test_grpc_request_carries_shapes_dtypes_and_an_empty_context():
+    frames, cameras, query = _inputs(views=0)
+    signature, inputs = serving_client.gqn_inputs(frames, cameras, query, seed=3)
+    request = grpc_client.predict_request("gqn", signature, inputs, version=2)
+    assert (request.model_spec.name, request.model_spec.signature_name,
+            request.model_spec.version.value) == ("gqn", "generate_seeded", 2)
+    assert tf.make_ndarray(request.inputs["context_frames"]).shape == (2, 0, 4, 4, 3)
+    assert tf.make_ndarray(request.inputs["seed"]).tolist() == [3, 0]
+    assert request.inputs["seed"].dtype == tf.int32.as_datatype_enum
+    jpegs = [[b"\xff\xd8a", b"\xff\xd8b"]]
+    _, inputs = serving_client.gqn_inputs(jpegs, np.zeros((1, 2, 5)), np.zeros((1, 5)))
+    proto = grpc_client.predict_request("gqn", "generate_jpeg", inputs).inputs["context_jpeg"]
+    assert tf.make_ndarray(proto).tolist() == jpegs
+
+
+@pytest.mark.parametrize("context_size", [0, 3])
+def test_client_script_renders_through_grpc_with_any_context(
+        exported, grpc_server, sample_dir, tmp_path, context_size):
+    address, requests = grpc_server
+    out = tmp_path / "image.png"
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "export" / "client.py"), "--server", address,
+         "--data_dir", str(sample_dir), "--scene", "1", "--context_size", str(context_size),
+         "--query_view", "4", "--signature", "generate_seeded", "--seed", "9",
+         "--out", str(out)],
+        check=True, capture_output=True, text=True, timeout=300)
+    request, = requests
+    assert tf.make_ndarray(request.inputs["context_frames"]).shape == (1, context_size, 64, 64, 3)
+
+    jpegs, cameras = serving_client.load_scene(str(sample_dir), "shepard_metzler_7_parts",
+                                               "test", 1)
+    views = [0, 1, 2][:context_size]
+    expected = exported["loaded"].signatures["generate_seeded"](
+        context_frames=serving_client.decode_frames(jpegs)[views][None],
+        context_cameras=cameras[views][None], query_camera=cameras[[4]],
+        seed=tf.constant([9, 0]))["image"][0]
+    png = tf.io.decode_png(tf.io.read_file(str(out))).numpy()
+    np.testing.assert_array_equal(png, np.round(expected.numpy() * 255).astype(np.uint8))
+
+
+def test_grpc_jpeg_round_trip_and_errors(exported, grpc_server, sample_dir):
+    address, _ = grpc_server
+    server = serving_client.connect(address, "gqn")
+    jpegs, cameras = serving_client.load_scene(str(sample_dir), "shepard_metzler_7_parts",
+                                               "test", 0)
+    signature, inputs = serving_client.gqn_inputs([jpegs[:2], jpegs[2:4]], np.stack(
+        [cameras[:2], cameras[2:4]]), cameras[[5, 6]])
+    images = server.predict(signature, inputs, "image_jpeg_bytes")
+    assert [tf.io.decode_jpeg(image).shape for image in images] == [(64, 64, 3)] * 2
+
+    signature, inputs = serving_client.gqn_inputs(
+        serving_client.decode_frames(jpegs[:2])[None], cameras[None, :2, :3], cameras[[5]])
+    with pytest.raises(serving_client.ServingError,
+                       match="(?s)INVALID_ARGUMENT.*context_cameras must be"):
+        server.predict(signature, inputs, "image")
+    with pytest.raises(serving_client.ServingError, match="NOT_FOUND.*Servable not found"):
+        serving_client.connect(address, "other").predict(signature, inputs, "image")
+
+
+def test_unreachable_servers_and_addresses_without_a_protocol_are_named(sample_dir):
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    frames, cameras, query = _inputs(batch=1)
+    signature, inputs = serving_client.gqn_inputs(frames, cameras, query)
+    for address in (f"grpc://127.0.0.1:{port}", f"http://127.0.0.1:{port}"):
+        with pytest.raises(serving_client.ServingError, match="Cannot reach"):
+            serving_client.connect(address, "gqn", timeout=5).predict(signature, inputs, "image")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "export" / "client.py"), "--server", f"127.0.0.1:{port}",
+         "--data_dir", str(sample_dir)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "client.py: --server: server '127.0.0.1:"), result.stderr
+    assert "grpc://HOST:PORT" in result.stderr
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "export" / "client.py"), "--server",
+         f"http://127.0.0.1:{port}", "--context_size", "0", "--data_dir", str(sample_dir)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "M = 0" in result.stderr, result.stderr

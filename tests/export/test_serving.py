@@ -87,7 +87,7 @@ def test_jpeg_context_is_decoded_like_the_pipeline(exported):
 
 
 def test_camera_transform_is_the_pipelines_function():
-    assert serving.transform_cameras is cameras_lib.transform_cameras
+    assert serving.signatures.transform_cameras is cameras_lib.transform_cameras
 
 
 def _bad(**changes):

@@ -18,13 +18,9 @@ import urllib.request
 
 import numpy as np
 
-from gqn_tf.serving import GENERATE_JPEG, GENERATE_SEEDED, SERVING_DEFAULT
+from gqn_tf.serving.client import ServingError
 
 ROW, COLUMNAR = "row", "columnar"
-
-
-class ServingError(RuntimeError):
-    """TF Serving answered with an error (its `{"error": ...}` body) or an unexpected body."""
 
 
 def predict_url(server, model_name, version=None):
@@ -86,31 +82,6 @@ def build_predict_request(inputs, signature_name=None, layout=ROW):
     else:
         raise ValueError(f"layout must be {ROW!r} or {COLUMNAR!r}, got {layout!r}.")
     return body
-
-
-def gqn_inputs(context, context_cameras, query_camera, seed=None):
-    """The named inputs of a GQN signature and the signature's name.
-
-    context: frames [B, M, H, W, 3] float in [0, 1] (serving_default, or generate_seeded with
-    a `seed`), or JPEG bytes as B lists of M byte strings (generate_jpeg).
-    context_cameras [B, M, 5] and query_camera [B, 5]: raw cameras (x, y, z, yaw, pitch).
-    seed: None, an int (as the model's [seed, 0]) or a pair.
-    """
-    cameras = np.asarray(context_cameras, np.float32)
-    query = np.asarray(query_camera, np.float32)
-    jpeg = isinstance(context, (list, tuple)) and context and isinstance(context[0], (list, tuple))
-    if jpeg:
-        if seed is not None:
-            raise ValueError("generate_jpeg draws its own seed: pass JPEGs without a seed, or "
-                             "decoded frames with one.")
-        return GENERATE_JPEG, {"context_jpeg": [list(views) for views in context],
-                               "context_cameras": cameras, "query_camera": query}
-    inputs = {"context_frames": np.asarray(context, np.float32), "context_cameras": cameras,
-              "query_camera": query}
-    if seed is None:
-        return SERVING_DEFAULT, inputs
-    inputs["seed"] = np.asarray([seed, 0] if np.ndim(seed) == 0 else seed, np.int32)
-    return GENERATE_SEEDED, inputs
 
 
 # --- Responses -----------------------------------------------------------------------------
@@ -186,40 +157,21 @@ def post_predict(url, body, timeout=60.0):
             f"--rest_api_port (see export/README.md)?") from None
 
 
-# --- Scenes from the dataset files -----------------------------------------------------------
+class RestClient:
+    """`predict` over TF Serving's REST API. The columnar layout (the default) carries inputs
+    of any first dimension (generate_seeded's seed has none); either layout refuses empty
+    tensors (M = 0), which JSON cannot shape."""
 
-def load_scene(data_dir, dataset, split, index):
-    """Scene `index` (counting from 0 over the split's shards in order): (JPEG frames, a list
-    of S byte strings; raw cameras [S, 5] float32)."""
-    import tensorflow as tf
+    protocol = "REST"
 
-    from gqn_tf.data import datasets, records, shards
+    def __init__(self, server, model_name, version=None, timeout=60.0, layout=COLUMNAR):
+        self.url = predict_url(server, model_name, version)
+        self.timeout = timeout
+        self.layout = layout
 
-    info = datasets.get_dataset_info(dataset)
-    files = shards.list_shards(data_dir, dataset, split)
-    scenes = tf.data.TFRecordDataset(files).skip(index).take(1)
-    for record in scenes:
-        scene = tf.io.parse_single_example(record, records.feature_spec(info.sequence_size))
-        cameras = tf.reshape(scene["cameras"], [info.sequence_size, -1]).numpy()
-        return list(scene["frames"].numpy()), cameras
-    raise IndexError(f"{dataset} {split} in {data_dir} has fewer than {index + 1} scenes.")
+    def predict(self, signature_name, inputs, output_name):
+        body = build_predict_request(inputs, signature_name, self.layout)
+        return parse_predict_response(post_predict(self.url, body, self.timeout), output_name)
 
-
-def decode_frames(jpegs):
-    """JPEG byte strings → frames [N, H, W, 3] float32 in [0, 1], as the pipeline decodes."""
-    import tensorflow as tf
-
-    frames = [tf.cast(tf.io.decode_jpeg(jpeg, channels=3), tf.float32) * (1.0 / 255.0)
-              for jpeg in jpegs]
-    return np.stack([frame.numpy() for frame in frames])
-
-
-def write_png(path, image):
-    """Writes an image [H, W, 3] in [0, 1] (or JPEG bytes) as a PNG file."""
-    import tensorflow as tf
-
-    if isinstance(image, bytes):
-        pixels = tf.io.decode_jpeg(image, channels=3)
-    else:
-        pixels = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
-    tf.io.write_file(path, tf.io.encode_png(pixels))
+    def __str__(self):
+        return self.url
