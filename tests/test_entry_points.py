@@ -8,11 +8,12 @@ import sys
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = ["train.py", "train_jax.py", "evaluate.py", "render.py", "analyze.py",
+SCRIPTS = ["train.py", "train_jax.py", "evaluate.py", "render.py", "analyze.py", "view.py",
            "data/download.py",
            "data/synthesize.py", "export/client.py", "export/export_saved_model.py",
            "export/save_compact.py", "benchmarks/generate.py", "benchmarks/train_step.py",
-           "benchmarks/input_pipeline.py", "benchmarks/plot_runs.py"]
+           "benchmarks/input_pipeline.py", "benchmarks/plot_runs.py",
+           "benchmarks/viewer_latency.py"]
 MODULES = ["gqn_tf.data.tfds_register", "gqn_tf.data.check", "gqn_tf.training.launch"]
 ENTRY_POINTS = [("script", name) for name in SCRIPTS] + [("module", name) for name in MODULES]
 REQUIRED_ARGUMENTS = {"gqn_tf.data.check": ["--dataset", "shepard_metzler_7_parts"]}

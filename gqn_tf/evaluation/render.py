@@ -109,6 +109,13 @@ def render_path(model, context_frames, context_raw, query_raw, samples=4, seed=0
         model.generate(frames, views, np.broadcast_to(query, (samples, len(query))),
                        seed=pair).numpy()
         for query in queries])  # [N, K, H, W, 3]
+    return summarize(images)
+
+
+def summarize(images):
+    """K samples per query camera [N, K, H, W, 3] → {"samples": them, "mean": [N, H, W, 3],
+    "std": [N, H, W]} (std over samples, averaged over colour channels)."""
+    images = np.asarray(images)
     return {"samples": images, "mean": images.mean(axis=1),
             "std": images.std(axis=1).mean(axis=-1)}
 
@@ -123,11 +130,12 @@ def _tile_rows(rendered, index, scale):
 
 
 def save_gif(path, rendered, scale=4, duration_ms=100):
-    """An animated GIF, a frame per query camera: mean | K samples | std heat map."""
+    """An animated GIF, a frame per query camera: mean | K samples | std heat map. `path` is a
+    file name or a binary file object."""
     frames = [Image.fromarray(_tile_rows(rendered, i, scale))
               for i in range(len(rendered["mean"]))]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms,
-                   loop=0, optimize=False)
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=duration_ms, loop=0, optimize=False)
     return path
 
 
