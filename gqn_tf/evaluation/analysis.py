@@ -208,9 +208,7 @@ def plot_tsne(features, path, title, seed=0):
     """A t-SNE of features [G, N, D] into a PNG: a colour per scene, a marker per view set, so
     an invariant representation shows N tight clusters of G points."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
 
     sets, scenes = features.shape[:2]
@@ -219,7 +217,8 @@ def plot_tsne(features, path, title, seed=0):
     points = TSNE(n_components=2, perplexity=max(2.0, min(30.0, (len(rows) - 1) / 3)),
                   init="pca", random_state=seed).fit_transform(rows)
     colours = matplotlib.colormaps["tab20"](np.arange(scenes) % 20)
-    figure, axis = plt.subplots(figsize=(7, 6), constrained_layout=True)
+    figure = Figure(figsize=(7, 6), constrained_layout=True)
+    axis = figure.subplots()
     for g, marker in zip(range(sets), "os^vDP*Xph"):
         part = points[g * scenes:(g + 1) * scenes]
         axis.scatter(part[:, 0], part[:, 1], c=colours, marker=marker, s=36,
@@ -228,7 +227,6 @@ def plot_tsne(features, path, title, seed=0):
     axis.set_title(title, fontsize=9)
     axis.legend(fontsize="small")
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 

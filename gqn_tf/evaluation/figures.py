@@ -1,17 +1,15 @@
 """Figures of an evaluation: scene grids and the per-M curves (Fig. 4B's Bayesian surprise).
 
 Grids reuse the tiling of the training summaries (`summaries.tile`), so TensorBoard and the PNGs
-look alike. Plots use matplotlib's Agg backend: no display is needed.
+look alike. Plots are drawn on `matplotlib.figure.Figure` objects, which need no display and
+leave pyplot's backend alone (a notebook that imports this module keeps its inline plots).
 """
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
 
 from gqn_tf.training import summaries  # noqa: E402
 
@@ -137,7 +135,8 @@ def plot_curves(rows, path, title=None, nll_floor_bits_per_dim=None):
         return (np.array([row[name] for row in rows]),
                 np.array([row["standard_error"].get(name, 0.0) for row in rows]))
 
-    figure, axes = plt.subplots(2, 2, figsize=(10, 7.5), constrained_layout=True)
+    figure = Figure(figsize=(10, 7.5), constrained_layout=True)
+    axes = figure.subplots(2, 2)
     kl, kl_error = series("kl_nats")
     axes[0, 0].errorbar(m, kl, yerr=kl_error, marker="o", capsize=3)
     axes[0, 0].set(title="KL[posterior ‖ prior] (Bayesian surprise)", ylabel="nats per image")
@@ -173,5 +172,4 @@ def plot_curves(rows, path, title=None, nll_floor_bits_per_dim=None):
     if title:
         figure.suptitle(title)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
