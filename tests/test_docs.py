@@ -1,0 +1,74 @@
+"""The documentation holds: a one-screen README, relative links and anchors that resolve,
+every flag of the main commands documented, the command reference current, and commands that
+use relative or /tmp paths only."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _slug(heading):
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(path):
+    return {_slug(line.lstrip("#")) for line in path.read_text().splitlines()
+            if re.match(r"#{1,6} ", line)}
+
+
+def test_readme_is_one_screen_of_what_a_newcomer_needs():
+    text = (REPO_ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    for needed in ("pip install -r requirements.txt", "python train.py", "python render.py",
+                   "python -m pytest -q tests", "docs/images/orbit_sample0.gif"):
+        assert needed in text
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_relative_links_and_anchors_resolve(page):
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        assert resolved.exists(), f"{page.name}: {target} does not exist"
+        if anchor and resolved.suffix == ".md":
+            assert anchor in _anchors(resolved), f"{page.name}: no heading #{anchor} in {path}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_pages_use_relative_or_tmp_paths_only(page):
+    text = page.read_text()
+    found = re.findall(r"(?<![\w.~])/(?:work|home|root|Users|mnt|srv|opt)/[\w./-]*", text)
+    assert not found, f"{page.name} names paths of one machine: {found}"
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "render.py", "train_jax.py"])
+def test_every_flag_of_the_main_commands_is_explained_on_a_page(script):
+    result = subprocess.run([sys.executable, script, "--helpfull"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    ours = re.split(r"(?m)^(?=\S[^\n]*:\n)", result.stdout.split("\nflags:\n", 1)[1])
+    names = {name for block in ours if not block.startswith("absl.")
+             for name in re.findall(r"(?m)^  --(?:\[no\])?(\w+)", block)}
+    assert len(names) > 10
+    # on the task pages, not only in the generated reference
+    docs = "\n".join(page.read_text() for page in PAGES if page.name != "commands.md")
+    missing = sorted(name for name in names
+                     if f"--{name}" not in docs and f"--[no]{name}" not in docs)
+    assert not missing, f"{script}: flags explained on no page: {missing}"
+
+
+def test_command_reference_is_current():
+    result = subprocess.run([sys.executable, "docs/make_commands.py", "--check"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
