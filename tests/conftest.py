@@ -10,7 +10,10 @@ import pathlib
 
 import numpy as np
 import pytest
-import tensorflow as tf
+
+from gqn_tf import cli
+
+tf = cli.import_tensorflow()  # without its C++ start-up lines, which xdist's controller prints
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
