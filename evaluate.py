@@ -53,7 +53,8 @@ _MODEL_DIR = flags.DEFINE_string(
     required=True)
 _SIGMA = flags.DEFINE_float(
     "sigma", None, "Pixel std σ of the likelihood in the NLL. Default: the run's final σ "
-    "(sigma_final in run_config.json; Table S1: 0.7).", lower_bound=0.0)
+    "(the last σ of its --sigma_schedule, else sigma_final in run_config.json; Table S1: 0.7).",
+    lower_bound=0.0)
 
 # --- What to compute ----------------------------------------------------------------------
 _MAX_CONTEXT = flags.DEFINE_integer(

@@ -130,12 +130,17 @@ def trained_context(run_config):
 
 
 def resolve_sigma(sigma, run_config):
-    """(σ, where it came from): the flag, the run's final σ, or Table S1's σ_f."""
+    """(σ, where it came from): the flag, the run's final σ (the last point of its
+    sigma_schedule when it has one, else its sigma_final), or Table S1's σ_f."""
     if sigma is not None:
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}.")
         return float(sigma), "flag"
-    final = ((run_config or {}).get("schedule") or {}).get("sigma_final")
+    schedule = (run_config or {}).get("schedule") or {}
+    points = schedules.parse_points(schedule.get("sigma_schedule") or "")
+    if points:
+        return float(points[-1][1]), "run_config sigma_schedule"
+    final = schedule.get("sigma_final")
     if final is not None:
         return float(final), "run_config"
     return schedules.ScheduleConfig().sigma_final, "table_s1"

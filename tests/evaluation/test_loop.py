@@ -91,6 +91,10 @@ def test_sigma_defaults_to_the_runs_final_value(evaluation):
     assert loop.resolve_sigma(None, None) == (0.7, "table_s1")
     assert loop.resolve_sigma(1.5, {"schedule": {"sigma_final": 0.7}}) == (1.5, "flag")
     assert loop.resolve_sigma(None, {"schedule": {"sigma_final": 0.9}}) == (0.9, "run_config")
+    # a run with a piecewise σ ends at its last point, whatever sigma_final says
+    assert loop.resolve_sigma(None, {"schedule": {"sigma_final": 0.7, "sigma_schedule":
+                                                  "0:2.0,2000:0.7,40000:0.7,42000:0.3"}}) == (
+        0.3, "run_config sigma_schedule")
 
 
 def test_pngs_decode(evaluation):
