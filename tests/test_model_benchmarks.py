@@ -98,25 +98,31 @@ def test_the_gpu_training_script_continues_the_bundled_model_in_one_program(tmp_
     files: scenes rendered in memory, the bundled model continued at its step, every context
     size in one compiled program, and the files to bring back in the output folder (its own
     scene counts and steps overridden to stay short)."""
+    from gqn_tf.training import checkpoints, schedules
+
+    step = checkpoints.load_model(str(REPO_ROOT / "pretrained" / "gqn_sm7_32.npz"))[1]["step"]
     env = {**os.environ, "GQN_WHEELS": str(tmp_path), "PYTHON": sys.executable,
            "JAX_PLATFORMS": "cpu"}
     out = tmp_path / "out"
     result = subprocess.run(
         ["bash", str(REPO_ROOT / "benchmarks" / "gpu" / "train.sh"), str(out),
          "--synthetic_scenes", "40", "--synthetic_test_scenes", "8", "--eval_scenes", "8",
-         "--eval_every", "2", "--max_steps", "59004", "--log_every", "2", "--save_every", "2"],
+         "--eval_every", "2", "--max_steps", str(step + 4), "--log_every", "2",
+         "--save_every", "2"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Starting from the weights of pretrained/gqn_sm7_32.npz at step 59000" \
+    assert f"Starting from the weights of pretrained/gqn_sm7_32.npz at step {step}" \
         in result.stdout
     assert "XLA compiled 1 training program(s)" in result.stdout
     assert {"model.npz", "model.keras", "metrics.jsonl", "train_state.npz"} <= {
         p.name for p in out.iterdir()}
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [line["step"] for line in lines] == [59002, 59004]
-    assert lines[-1]["sigma"] == pytest.approx(0.3)
+    assert [line["step"] for line in lines] == [step + 2, step + 4]
+    recipe = schedules.parse_points("0:2.0,2000:0.7,40000:0.7,42000:0.3")  # train.sh's default
+    assert lines[-1]["sigma"] == pytest.approx(
+        float(schedules.piecewise_linear(step + 4, recipe)))
     held = [json.loads(line) for line in (out / "eval" / "metrics.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in held if e["split"] == "test"] == [59000, 59002, 59004]
+    assert [e["step"] for e in held if e["split"] == "test"] == [step, step + 2, step + 4]
 
 
 def test_plot_runs_names_a_run_without_held_out_curves_and_a_bad_run_flag(tmp_path):
