@@ -52,6 +52,13 @@ _PORT = flags.DEFINE_integer(
 def main(argv):
     if len(argv) > 1:
         raise cli.UserError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from gqn_tf.serving import client
+
+    if _SERVER.value is not None:
+        try:
+            client.check_server(_SERVER.value)  # before TensorFlow: the answer comes at once
+        except ValueError as error:
+            raise cli.UserError(f"--server: {error}") from None
     cli.import_tensorflow()
     from gqn_tf.serving import viewer
 

@@ -6,8 +6,6 @@ Serving's REST API (`rest`), `grpc://` for its gRPC PredictionService (`grpc_cli
 
 import numpy as np
 
-from gqn_tf.serving.signatures import GENERATE_JPEG, GENERATE_SEEDED, SERVING_DEFAULT
-
 REST_SCHEMES = ("http://", "https://")
 GRPC_SCHEME = "grpc://"
 
@@ -16,23 +14,28 @@ class ServingError(RuntimeError):
     """The server answered with an error, answered something unexpected, or cannot be reached."""
 
 
+def check_server(server):
+    """Raises a ValueError saying how to write `server` when it names no protocol."""
+    if not server.startswith((GRPC_SCHEME, *REST_SCHEMES)):
+        raise ValueError(
+            f"server {server!r} has no protocol: write http://HOST:PORT for TF Serving's REST "
+            f"port (--rest_api_port, 8501 by default) or grpc://HOST:PORT for its gRPC port "
+            f"(--port, 8500 by default).")
+
+
 def connect(server, model_name, version=None, timeout=60.0):
     """A client of `model_name` on TF Serving at `server`: `http(s)://host:port` (the REST port,
     8501 by default in TF Serving) or `grpc://host:port` (the gRPC port, 8500). The client's
     `predict(signature_name, inputs, output_name)` returns the output as a float32 array, or a
     list of bytes for a binary output, and raises ServingError on failure."""
+    check_server(server)
     if server.startswith(GRPC_SCHEME):
         from gqn_tf.serving import grpc_client
 
         return grpc_client.GrpcClient(server[len(GRPC_SCHEME):], model_name, version, timeout)
-    if server.startswith(REST_SCHEMES):
-        from gqn_tf.serving import rest
+    from gqn_tf.serving import rest
 
-        return rest.RestClient(server, model_name, version, timeout)
-    raise ValueError(
-        f"server {server!r} has no protocol: write http://HOST:PORT for TF Serving's REST port "
-        f"(--rest_api_port, 8501 by default) or grpc://HOST:PORT for its gRPC port (--port, "
-        f"8500 by default).")
+    return rest.RestClient(server, model_name, version, timeout)
 
 
 def gqn_inputs(context, context_cameras, query_camera, seed=None):
@@ -43,6 +46,8 @@ def gqn_inputs(context, context_cameras, query_camera, seed=None):
     context_cameras [B, M, 5] and query_camera [B, 5]: raw cameras (x, y, z, yaw, pitch).
     seed: None, an int (as the model's [seed, 0]) or a pair.
     """
+    from gqn_tf.serving.signatures import GENERATE_JPEG, GENERATE_SEEDED, SERVING_DEFAULT
+
     cameras = np.asarray(context_cameras, np.float32)
     query = np.asarray(query_camera, np.float32)
     jpeg = isinstance(context, (list, tuple)) and context and isinstance(context[0], (list, tuple))
