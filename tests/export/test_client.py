@@ -123,6 +123,19 @@ def test_error_and_unexpected_bodies_raise_serving_error():
 
 # --- End to end over loopback ----------------------------------------------------------------
 
+def _assert_png_is_the_seeded_render(png_path, exported, sample_dir, views):
+    """The PNG export/client.py wrote equals, pixel for pixel, generate_seeded on test scene 1
+    with `views` as context, view 4's camera as the query and seed [9, 0]."""
+    jpegs, cameras = serving_client.load_scene(str(sample_dir), "shepard_metzler_7_parts",
+                                               "test", 1)
+    expected = exported["loaded"].signatures["generate_seeded"](
+        context_frames=serving_client.decode_frames(jpegs)[views][None],
+        context_cameras=cameras[views][None], query_camera=cameras[[4]],
+        seed=tf.constant([9, 0]))["image"][0]
+    png = tf.io.decode_png(tf.io.read_file(str(png_path))).numpy()
+    np.testing.assert_array_equal(png, np.round(expected.numpy() * 255).astype(np.uint8))
+
+
 def test_client_script_renders_a_sample_scene_through_rest(exported, server, sample_dir, tmp_path):
     address, requests = server
     out = tmp_path / "image.png"
@@ -136,13 +149,7 @@ def test_client_script_renders_a_sample_scene_through_rest(exported, server, sam
     (path, body), = requests
     assert "inputs" in body and body["signature_name"] == "generate_seeded"
 
-    jpegs, cameras = serving_client.load_scene(str(sample_dir), "shepard_metzler_7_parts", "test", 1)
-    expected = exported["loaded"].signatures["generate_seeded"](
-        context_frames=serving_client.decode_frames([jpegs[i] for i in (0, 1, 2)])[None],
-        context_cameras=cameras[[0, 1, 2]][None], query_camera=cameras[[4]],
-        seed=tf.constant([9, 0]))["image"][0]
-    png = tf.io.decode_png(tf.io.read_file(str(out))).numpy()
-    np.testing.assert_array_equal(png, np.round(expected.numpy() * 255).astype(np.uint8))
+    _assert_png_is_the_seeded_render(out, exported, sample_dir, views=[0, 1, 2])
 
 
 def test_jpeg_round_trip_and_server_errors_through_rest(exported, server, sample_dir):
@@ -195,15 +202,7 @@ def test_client_script_renders_through_grpc_with_any_context(
     request, = requests
     assert tf.make_ndarray(request.inputs["context_frames"]).shape == (1, context_size, 64, 64, 3)
 
-    jpegs, cameras = serving_client.load_scene(str(sample_dir), "shepard_metzler_7_parts",
-                                               "test", 1)
-    views = [0, 1, 2][:context_size]
-    expected = exported["loaded"].signatures["generate_seeded"](
-        context_frames=serving_client.decode_frames(jpegs)[views][None],
-        context_cameras=cameras[views][None], query_camera=cameras[[4]],
-        seed=tf.constant([9, 0]))["image"][0]
-    png = tf.io.decode_png(tf.io.read_file(str(out))).numpy()
-    np.testing.assert_array_equal(png, np.round(expected.numpy() * 255).astype(np.uint8))
+    _assert_png_is_the_seeded_render(out, exported, sample_dir, views=[0, 1, 2][:context_size])
 
 
 def test_grpc_jpeg_round_trip_and_errors(exported, grpc_server, sample_dir):
@@ -246,3 +245,10 @@ def test_unreachable_servers_and_addresses_without_a_protocol_are_named(sample_d
          f"http://127.0.0.1:{port}", "--context_size", "0", "--data_dir", str(sample_dir)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "M = 0" in result.stderr, result.stderr
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "export" / "client.py"), "--server",
+         f"grpc://127.0.0.1:{port}", "--layout", "row", "--data_dir", str(sample_dir)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "client.py: --layout is a REST option: leave it out with a grpc:// --server.")
