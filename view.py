@@ -67,17 +67,15 @@ def main(argv):
         if _SERVER.value is None:
             renderer, image_size = viewer.local_renderer(model_path)
         else:
-            image_size, _ = viewer.model_image_size(model_path)
+            image_size = viewer.model_image_size(model_path)
             if image_size is None:
                 raise cli.UserError(
                     f"--model {model_path!r} is not an exported SavedModel (no "
-                    f"{os.path.join(model_path, 'assets.extra', 'gqn_config.json')}): with "
-                    f"--server, pass the version directory the server serves (export/1).")
+                    f"{os.path.join(model_path, viewer.CONFIG_FILE)}): with --server, pass the "
+                    f"version directory the server serves (export/1).")
             renderer = viewer.ServerRenderer(_SERVER.value, _MODEL_NAME.value)
         scenes = viewer.Scenes(os.path.expanduser(_DATA_DIR.value), _DATASET.value,
                                image_size if _RESIZE.value else None)
-    except ValueError as error:  # a --server without a protocol
-        raise cli.UserError(f"--server: {error}") from None
     except FileNotFoundError as error:
         raise cli.DataError(str(error)) from None
     page = viewer.Viewer(renderer, scenes, image_size, _MODEL.value, samples=_SAMPLES.value)

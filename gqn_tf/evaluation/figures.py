@@ -119,7 +119,8 @@ def stack_vertically(images, gap=4):
 
 
 def save_png(path, image):
-    """Writes an [H, W, 3] float image in [0, 1] as an 8-bit PNG."""
+    """Writes an [H, W, 3] float image in [0, 1] as an 8-bit PNG to a file name or a binary
+    file object."""
     pixels = np.round(np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
     Image.fromarray(pixels).save(path, format="PNG")
     return path

@@ -28,7 +28,7 @@ def predict_request(model_name, signature_name, inputs, version=None):
     for name, value in inputs.items():
         dtype = _DTYPES.get(name, tf.float32)
         if dtype == tf.string:
-            value = np.array(value, dtype=object).reshape(np.shape(value))
+            value = np.array(value, dtype=object)
         request.inputs[name].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
     return request
 

@@ -26,7 +26,6 @@ import time
 import urllib.parse
 
 import numpy as np
-from PIL import Image
 
 from gqn_tf.data import datasets, shards
 from gqn_tf.evaluation import figures
@@ -53,14 +52,15 @@ class ViewerError(Exception):
 # --- Renderers: the model behind its serving signature ---------------------------------------
 
 def _seeded_inputs(frames, cameras, query, samples, seed):
-    """generate_seeded's inputs for K copies of one scene: frames [K, M, H, W, 3], cameras
-    [K, M, 5], query [K, 5], seed [seed, 0]."""
+    """generate_seeded's inputs (`client.gqn_inputs`) for K copies of one scene: frames
+    [K, M, H, W, 3], cameras [K, M, 5], query [K, 5], seed [seed, 0]."""
     frames = np.asarray(frames, np.float32)
     cameras = np.asarray(cameras, np.float32).reshape(len(frames), 5)
-    return {"context_frames": np.broadcast_to(frames[None], (samples, *frames.shape)),
-            "context_cameras": np.broadcast_to(cameras[None], (samples, *cameras.shape)),
-            "query_camera": np.broadcast_to(np.asarray(query, np.float32), (samples, 5)),
-            "seed": np.asarray([seed, 0], np.int32)}
+    _, inputs = client_lib.gqn_inputs(
+        np.broadcast_to(frames[None], (samples, *frames.shape)),
+        np.broadcast_to(cameras[None], (samples, *cameras.shape)),
+        np.broadcast_to(np.asarray(query, np.float32), (samples, 5)), seed=seed)
+    return inputs
 
 
 class LocalRenderer:
@@ -104,13 +104,13 @@ class ServerRenderer:
 
 
 def model_image_size(model_path):
-    """The frame size a model renders, from an export's assets.extra/gqn_config.json or from
-    the model file itself. Returns (size, a SavedModel directory or None)."""
+    """The frame size an exported SavedModel renders, from its assets.extra/gqn_config.json;
+    None when `model_path` is not such an export."""
     config = os.path.join(model_path, CONFIG_FILE)
-    if os.path.isfile(config):
-        with open(config) as f:
-            return int(json.load(f)["model"]["image_size"]), model_path
-    return None, None
+    if not os.path.isfile(config):
+        return None
+    with open(config) as f:
+        return int(json.load(f)["model"]["image_size"])
 
 
 def local_renderer(model_path):
@@ -118,9 +118,9 @@ def local_renderer(model_path):
     .npz file, a run directory or a checkpoint prefix."""
     import tensorflow as tf
 
-    size, saved_model = model_image_size(model_path)
-    if saved_model is not None:
-        loaded = tf.saved_model.load(saved_model)
+    size = model_image_size(model_path)
+    if size is not None:
+        loaded = tf.saved_model.load(model_path)
         return LocalRenderer(loaded.signatures[GENERATE_SEEDED],
                              f"the SavedModel {model_path} in this process", owner=loaded), size
     from gqn_tf.training import checkpoints
@@ -190,9 +190,8 @@ class Scenes:
 
 def png_data_url(image):
     """An [H, W, 3] image in [0, 1] as a PNG data URL, quantised as every PNG here is."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    figures.save_png(buffer, image)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -246,9 +245,10 @@ class Viewer:
         _, _, frames, cameras = self._scene(request)
         context = request.get("context", [])
         views = len(frames)
-        if (not isinstance(context, list) or len(set(map(str, context))) != len(context)
+        if (not isinstance(context, list)
                 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < views
-                           for v in context)):
+                           for v in context)
+                or len(set(context)) != len(context)):
             raise ViewerError(f"context must be a list of distinct view indices from 0 to "
                               f"{views - 1}, got {context!r}.")
         camera = request.get("camera")

@@ -162,11 +162,16 @@ def _pixels(driver, element):
     return np.asarray(rgba, np.uint8).reshape(height, width, 4)[..., :3]
 
 
+def _scene(sample_dir, index, split="test"):
+    """(frames, raw cameras) of a sample scene, read by render.py's loader."""
+    return render_lib.load_scene(shards.list_shards(str(sample_dir), DATASET, split), INFO,
+                                 index)
+
+
 def _expected(renderer, sample_dir, state, samples=4, seed=0, split="test"):
     """The model's own render of the page's query: K samples and their mean, as the 8-bit
     pixels every PNG here holds."""
-    frames, cameras = render_lib.load_scene(shards.list_shards(str(sample_dir), DATASET, split),
-                                            INFO, state["scene"])
+    frames, cameras = _scene(sample_dir, state["scene"], split)
     context = state["context"]
     images = renderer.render(frames[context], cameras[context],
                              np.asarray(state["camera"], np.float32), samples, seed)
@@ -212,7 +217,7 @@ def test_page_shows_the_models_own_render_and_follows_clicks_drags_and_typing(
     assert len(views) == INFO.sequence_size
     assert "M = 3 context views" in browser.find_element("id", "context-size").text
     first_camera = state["camera"]
-    start = render_lib.make_path("orbit", _expected_scene_cameras(sample_dir), 1)[0]
+    start = render_lib.make_path("orbit", _scene(sample_dir, 0)[1], 1)[0]
     np.testing.assert_allclose(first_camera, start, rtol=1e-5, atol=1e-5)
 
     views[5].click()  # add view 6, remove view 1
@@ -251,11 +256,6 @@ def test_page_shows_the_models_own_render_and_follows_clicks_drags_and_typing(
     assert state["context"] == []
     assert "the prior alone" in browser.find_element("id", "context-size").text
     assert _error(browser) == ""
-
-
-def _expected_scene_cameras(sample_dir, index=0):
-    return render_lib.load_scene(shards.list_shards(str(sample_dir), DATASET, "test"), INFO,
-                                 index)[1]
 
 
 def test_gif_button_saves_the_orbit_from_the_current_camera(browser, served, sample_dir):
@@ -441,8 +441,7 @@ def test_scene_endpoint_gives_views_cameras_and_the_start_of_renders_path(served
     url, _ = served
     scene = json.loads(urllib.request.urlopen(url + "api/scene?split=train&scene=3",
                                               timeout=30).read())
-    frames, cameras = render_lib.load_scene(
-        shards.list_shards(str(sample_dir), DATASET, "train"), INFO, 3)
+    frames, cameras = _scene(sample_dir, 3, "train")
     assert len(scene["views"]) == INFO.sequence_size
     first = Image.open(io.BytesIO(base64.b64decode(scene["views"][0].split(",", 1)[1])))
     np.testing.assert_array_equal(np.asarray(first),
@@ -467,24 +466,31 @@ def test_command_line_mistakes_are_one_line(keras_file, exported, sample_dir):
         (["--model", str(exported["path"]), "--server", "localhost:8500"], 2,
          "view.py: --server: server 'localhost:8500' has no protocol"),
         (["--model", str(keras_file), "--server", "http://127.0.0.1:1"], 2,
-         "is not an exported SavedModel"),
+         f"view.py: --model '{keras_file}' is not an exported SavedModel"),
         (["--model", str(keras_file), "--data_dir", str(sample_dir.parent / "nowhere")], 1,
          "No shards of shepard_metzler_7_parts under"),
     ]
-    for args, code, words in cases:
-        result = subprocess.run([sys.executable, str(REPO_ROOT / "view.py"), *args,
-                                 "--port", "0"], capture_output=True, text=True, timeout=120)
-        lines = [line for line in result.stderr.splitlines() if line.startswith("view.py:")]
-        assert result.returncode == code and len(lines) == 1 and words in lines[0], \
-            result.stderr
+    with socket.socket() as busy:  # a port something already listens on
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cases.append((["--model", str(keras_file), "--data_dir", str(sample_dir), "--port",
+                       str(port)], 2, f"Cannot listen on 127.0.0.1:{port}"))
+        for args, code, words in cases:
+            args = args if "--port" in args else [*args, "--port", "0"]
+            result = subprocess.run([sys.executable, str(REPO_ROOT / "view.py"), *args],
+                                    capture_output=True, text=True, timeout=120)
+            lines = [line for line in result.stderr.splitlines() if line.startswith("view.py:")]
+            assert result.returncode == code and len(lines) == 1 and words in lines[0], \
+                result.stderr
+    assert "pass another --port (0 picks a free one)" in lines[0]
 
 
 def test_an_exported_savedmodel_renders_in_process_like_the_model(exported, sample_dir):
     saved, size = viewer.local_renderer(str(exported["path"]))
     direct, _ = viewer.model_renderer(exported["model"], "the model in the test")
     assert size == 64 and "SavedModel" in saved.description
-    frames, cameras = render_lib.load_scene(
-        shards.list_shards(str(sample_dir), DATASET, "test"), INFO, 2)
+    frames, cameras = _scene(sample_dir, 2)
     for context in ([], [4, 7]):
         np.testing.assert_array_equal(
             saved.render(frames[context], cameras[context], cameras[0], 3, 11),
