@@ -52,7 +52,7 @@ class EvalConfig:
     max_context: the largest M evaluated (None: S − 1).
     samples: prior samples per scene in the grids.
     sigma: the pixel std σ of the likelihood; None: the final value of the run's schedule
-      (`sigma_final` in run_config.json, else Table S1's 0.7).
+      (see `resolve_sigma`; Table S1's 0.7 without a run config).
     grid_scenes: scenes (rows) per grid. grid_context_sizes: the M of each grid (None: 1 and
       max_context).
     frame_size: resize the frames to this side; None: to the model's image size (which the run
