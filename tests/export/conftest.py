@@ -45,18 +45,15 @@ def _not_found(model):
     return f"Servable not found for request: Latest({model})"
 
 
-def _call(loaded, signature_name, tensors):
-    """The signature on {name: tensor}, each cast to the dtype the signature declares."""
+def _call(loaded, signature_name, values):
+    """The signature on {name: value}, each made a tensor of the dtype the signature declares."""
     signature = loaded.signatures[signature_name or "serving_default"]
     specs = signature.structured_input_signature[1]
-    return signature(**{name: tf.cast(tensors[name], specs[name].dtype) if tensors[name].dtype
-                        != tf.string else tensors[name] for name in specs})
+    return signature(**{name: tf.constant(values[name], specs[name].dtype) for name in specs})
 
 
 def serve_rest_predict(loaded, body):
     """What TF Serving does with a :predict body, per api_rest.md, on the loaded SavedModel."""
-    signature = loaded.signatures[body.get("signature_name", "serving_default")]
-    specs = signature.structured_input_signature[1]
 
     def decode(value):
         if isinstance(value, dict):
@@ -64,11 +61,12 @@ def serve_rest_predict(loaded, body):
         return [decode(v) for v in value] if isinstance(value, list) else value
 
     if "instances" in body:
-        columns = {name: [row[name] for row in body["instances"]] for name in specs}
+        rows = body["instances"]
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
     else:
         columns = body["inputs"]
-    outputs = signature(**{name: tf.constant(decode(columns[name]), specs[name].dtype)
-                           for name in specs})
+    outputs = _call(loaded, body.get("signature_name"),
+                    {name: decode(value) for name, value in columns.items()})
 
     def encode(name, tensor):
         if name.endswith("_bytes"):
@@ -126,10 +124,9 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.requests.append(request)
         if request.model_spec.name != self.model_name:
             context.abort(grpc.StatusCode.NOT_FOUND, _not_found(request.model_spec.name))
-        tensors = {name: tf.constant(tf.make_ndarray(proto))
-                   for name, proto in request.inputs.items()}
+        values = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
         try:
-            outputs = _call(self.loaded, request.model_spec.signature_name, tensors)
+            outputs = _call(self.loaded, request.model_spec.signature_name, values)
         except Exception as error:  # noqa: BLE001 - sent to the client as TF Serving does
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         response = predict_pb2.PredictResponse()
