@@ -207,6 +207,12 @@ def define_training_study_flags():
             "Instead of the σ_i → σ_f anneal, a piecewise-linear σ through STEP:SIGMA points, "
             "e.g. 0:2.0,2000:0.7,8000:0.7,10000:0.3 (anneal to 0.7, hold, then lower to 0.3); "
             "σ keeps the first point's value before it and the last point's after it."),
+        "lr_schedule": flags.DEFINE_string(
+            "lr_schedule", "",
+            "Instead of the μ_i → μ_f anneal, a piecewise-linear learning rate through STEP:MU "
+            "points, e.g. 0:5e-4,50000:5e-4,50001:2.5e-4 (halve μ at step 50,000); a resumed "
+            "run follows the points from its step on, so points added later change only what "
+            "is still to come."),
         "lr_warmup_steps": flags.DEFINE_float(
             "lr_warmup_steps", 0, "Scale μ by min(1, (step + 1) / N) over the first N steps (a "
             "warm-up for a higher --lr_initial; 0: none, as in Table S1).", lower_bound=0),
@@ -238,6 +244,7 @@ def define_training_study_flags():
 
 def training_study_values(defined):
     """The values of `define_training_study_flags()`'s flags: (schedule fields, run fields)."""
-    schedule = {name: defined[name].value for name in ("sigma_schedule", "lr_warmup_steps")}
+    names = ("sigma_schedule", "lr_schedule", "lr_warmup_steps")
+    schedule = {name: defined[name].value for name in names}
     run = {name: holder.value for name, holder in defined.items() if name not in schedule}
     return schedule, run

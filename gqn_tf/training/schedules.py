@@ -3,7 +3,8 @@
 Both schedules are computed from the step counter as tensors, inside the compiled step, so they
 keep moving after tracing (docs/design.md §5 "Frozen annealing"). Beyond Table S1, σ may follow
 a piecewise-linear schedule through given (step, σ) points (e.g. anneal to 0.7, hold, then lower
-to 0.3), and μ may rise linearly from 0 over a warm-up.
+to 0.3); μ may likewise follow (step, μ) points (e.g. halve it once the held-out error flattens),
+and may rise linearly from 0 over a warm-up.
 """
 
 import dataclasses
@@ -27,12 +28,18 @@ class ScheduleConfig:
     epsilon: float = 1e-8
     # Not in Table S1 (empty / 0: Table S1's schedules). sigma_schedule: "step:σ,step:σ,..."
     # points of a piecewise-linear σ that replaces the σ_i → σ_f anneal (see `parse_points`).
+    # lr_schedule: the same for μ, replacing the μ_i → μ_f anneal.
     # lr_warmup_steps: μ is scaled by min(1, (step + 1) / lr_warmup_steps).
     sigma_schedule: str = ""
+    lr_schedule: str = ""
     lr_warmup_steps: float = 0.0
 
     def __post_init__(self):
-        parse_points(self.sigma_schedule)
+        for name in ("sigma_schedule", "lr_schedule"):
+            try:
+                parse_points(getattr(self, name))
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from None
         if self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}.")
 
@@ -79,24 +86,30 @@ def linear_anneal(step, initial, final, steps):
 
 @keras.saving.register_keras_serializable(package="gqn_tf")
 class AnnealedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
-    """μ_s of Table S1, read by the optimizer from `optimizer.iterations` at every step."""
+    """μ_s of Table S1 (or of `schedule`'s STEP:μ points), read by the optimizer from
+    `optimizer.iterations` at every step."""
 
-    def __init__(self, initial=5e-4, final=5e-5, steps=1.6e6, warmup_steps=0.0):
+    def __init__(self, initial=5e-4, final=5e-5, steps=1.6e6, warmup_steps=0.0, schedule=""):
         self.initial, self.final, self.steps = initial, final, steps
-        self.warmup_steps = warmup_steps
+        self.warmup_steps, self.schedule = warmup_steps, schedule
+        self._points = parse_points(schedule)
 
     def __call__(self, step):
-        return learning_rate(step, self.initial, self.final, self.steps, self.warmup_steps)
+        return learning_rate(step, self.initial, self.final, self.steps, self.warmup_steps,
+                             self._points)
 
     def get_config(self):
         return {"initial": self.initial, "final": self.final, "steps": self.steps,
-                "warmup_steps": self.warmup_steps}
+                "warmup_steps": self.warmup_steps, "schedule": self.schedule}
 
 
-def learning_rate(step, initial, final, steps, warmup_steps=0.0):
-    """μ_s of Table S1, scaled by min(1, (step + 1) / warmup_steps) during a warm-up (so the
-    first update already moves)."""
-    rate = linear_anneal(step, initial, final, steps)
+def learning_rate(step, initial, final, steps, warmup_steps=0.0, points=()):
+    """μ_s of Table S1, or the piecewise-linear μ through `points` when there are any; scaled
+    by min(1, (step + 1) / warmup_steps) during a warm-up (so the first update already moves)."""
+    if points:
+        rate = piecewise_linear(step, points)
+    else:
+        rate = linear_anneal(step, initial, final, steps)
     if warmup_steps:
         rate = rate * ops.minimum((ops.cast(step, "float32") + 1.0) / warmup_steps, 1.0)
     return rate
@@ -105,7 +118,7 @@ def learning_rate(step, initial, final, steps, warmup_steps=0.0):
 def learning_rate_of(step, config=ScheduleConfig()):
     """μ at `step` under `config` (a tensor in, a tensor out)."""
     return learning_rate(step, config.lr_initial, config.lr_final, config.lr_steps,
-                         config.lr_warmup_steps)
+                         config.lr_warmup_steps, parse_points(config.lr_schedule))
 
 
 def pixel_std(step, config=ScheduleConfig()):
@@ -118,10 +131,10 @@ def pixel_std(step, config=ScheduleConfig()):
 
 
 def make_optimizer(config=ScheduleConfig()):
-    """Adam with Table S1's β1, β2, ε and the annealed learning rate."""
+    """Adam with Table S1's β1, β2, ε and the annealed (or scheduled) learning rate."""
     return keras.optimizers.Adam(
         learning_rate=AnnealedLearningRate(config.lr_initial, config.lr_final, config.lr_steps,
-                                           config.lr_warmup_steps),
+                                           config.lr_warmup_steps, config.lr_schedule),
         beta_1=config.beta_1,
         beta_2=config.beta_2,
         epsilon=config.epsilon,

@@ -70,3 +70,27 @@ def test_the_learning_rate_warms_up_linearly_then_follows_table_s1():
     assert float(clone.learning_rate) == pytest.approx(1e-4, rel=1e-4)
     with pytest.raises(ValueError, match="lr_warmup_steps"):
         schedules.ScheduleConfig(lr_warmup_steps=-1)
+
+
+def test_a_piecewise_learning_rate_replaces_table_s1_and_survives_the_optimizer_config():
+    config = schedules.ScheduleConfig(lr_schedule="0:5e-4, 100:5e-4, 101:2.5e-4, 301:5e-5")
+    expected = {0: 5e-4, 100: 5e-4, 101: 2.5e-4, 201: 1.5e-4, 301: 5e-5, 10**6: 5e-5}
+    step = tf.Variable(0, dtype=tf.int64)
+    read = tf.function(lambda: schedules.learning_rate_of(step, config))
+    clone = keras.optimizers.Adam.from_config(schedules.make_optimizer(config).get_config())
+    for at, rate in expected.items():
+        step.assign(at)
+        clone.iterations.assign(at)
+        assert float(read()) == pytest.approx(rate, rel=1e-5), at
+        assert float(clone.learning_rate) == pytest.approx(rate, rel=1e-5), at
+    # the warm-up scales whichever μ there is
+    warm = schedules.ScheduleConfig(lr_schedule="0:1e-3,1000:1e-4", lr_warmup_steps=10)
+    assert float(schedules.learning_rate_of(4, warm)) == pytest.approx(
+        0.5 * (1e-3 - 9e-4 * 4 / 1000), rel=1e-5)
+
+
+def test_a_bad_learning_rate_schedule_names_the_field_and_the_point():
+    with pytest.raises(ValueError, match=r"^lr_schedule: Schedule point '10:0'"):
+        schedules.ScheduleConfig(lr_schedule="0:1e-3,10:0")
+    with pytest.raises(ValueError, match=r"^sigma_schedule: Bad schedule point 'x'"):
+        schedules.ScheduleConfig(sigma_schedule="0:2.0,x")

@@ -36,3 +36,24 @@ def test_sigma_and_learning_rate_anneal_step_by_step(make_batch):
     assert sigmas[0] == 2.0 and sigmas[0] > sigmas[1] > sigmas[2]
     assert rates[0] > rates[1] > rates[2]
     assert int(step.optimizer.iterations.numpy()) == 3
+
+
+def test_the_update_follows_a_piecewise_learning_rate(make_batch):
+    """The μ the step reports is the one the optimizer applies: Adam's first update moves each
+    weight by about μ, so a step at 1e-3 moves the weights about 10x more than one at 1e-4."""
+    schedule = schedules.ScheduleConfig(lr_schedule="0:1e-3,1:1e-3,2:1e-4")
+    strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(1)
+    model = GQN(get_preset("tiny"))
+    step = TrainStep(model, schedules.make_optimizer(schedule), 4, strategy, schedule=schedule)
+    batch = make_batch(batch_size=4, context_size=1)
+    moves, rates = [], []
+    for _ in range(3):
+        before = [w.numpy() for w in model.trainable_weights]
+        rates.append(float(step(batch)["learning_rate"]))
+        moves.append(max(float(np.max(np.abs(w.numpy() - b)))
+                         for w, b in zip(model.trainable_weights, before)))
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-4], rtol=1e-5)
+    # Adam's steps are bounded by about μ per weight (its bias-corrected ratio is at most ~1)
+    assert 0.5e-3 < moves[0] <= 1.01e-3 and moves[1] <= 1.01e-3
+    assert moves[2] <= 1.01e-4
