@@ -127,6 +127,23 @@ def test_the_gpu_training_script_continues_the_bundled_model_in_one_program(tmp_
     evaluated = [e["step"] for e in held if e["split"] == "test"]
     assert evaluated == sorted({step, step + 4} | {s for s in range(step, step + 5) if s % 2 == 0})
 
+    # benchmarks/plot_runs.py draws these held-out curves; --from_step keeps the later points
+    def plot(*args):
+        return subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "plot_runs.py"),
+                               "--run", f"g={out}", "--out", str(tmp_path / "g.png"), *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    zoomed = plot("--from_step", str(step + 2))
+    assert zoomed.returncode == 0, zoomed.stderr[-3000:]
+    assert (tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
+    summary = json.loads(zoomed.stdout.strip().splitlines()[-1])["runs"]["g"]
+    later = [e for e in held if e["split"] == "test" and e["step"] >= step + 2]
+    assert summary["step"] == step + 4
+    assert summary["best"]["prior_mean_mse_ratio"] == min(e["prior_mean_mse_ratio"]
+                                                          for e in later)
+    beyond = plot("--from_step", str(step + 5))
+    assert beyond.returncode == 1 and f"no test points at step {step + 5} or later" in beyond.stderr
+
 
 def test_plot_runs_names_a_run_without_held_out_curves_and_a_bad_run_flag(tmp_path):
     def plot(*args):
