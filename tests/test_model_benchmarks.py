@@ -120,7 +120,7 @@ def test_the_gpu_training_script_continues_the_bundled_model_in_one_program(tmp_
     # a line every 2 steps (at even steps) and one at the last step
     logged = [line["step"] for line in lines]
     assert logged == sorted({s for s in range(step + 1, step + 5) if s % 2 == 0} | {step + 4})
-    recipe = schedules.parse_points("0:2.0,2000:0.7,100000:0.7,102000:0.3")  # train.sh's default
+    recipe = schedules.parse_points("0:2.0,2000:0.7,69000:0.7,71000:0.3")  # train.sh's default
     assert lines[-1]["sigma"] == pytest.approx(
         float(schedules.piecewise_linear(step + 4, recipe)))
     rates = schedules.parse_points("0:5e-4,49500:5e-4,49501:2.5e-4,56100:2.5e-4,56101:1.25e-4")
