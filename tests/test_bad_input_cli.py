@@ -123,6 +123,8 @@ def test_a_truncated_shard_is_one_line(sample_dir, tmp_path):
     (["--model", "image_size=32"], "train.py: The model is built for 32x32 images but the "
                                    "frames of shepard_metzler_7_parts are 64x64: pass "
                                    "--frame_size 32"),
+    (["--lr_schedule", "0:1e-3,100:0"], "train.py: lr_schedule: Schedule point '100:0': the "
+                                        "value must be positive."),
 ])
 def test_user_errors_are_one_line_without_help(sample_dir, tmp_path, args, message):
     result = _run("train.py", *TINY_RUN, "--data_dir", str(sample_dir), "--model_dir",

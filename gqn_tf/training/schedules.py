@@ -84,6 +84,14 @@ def linear_anneal(step, initial, final, steps):
     return ops.maximum(final + (initial - final) * (1.0 - step / steps), final)
 
 
+def points_or_anneal(step, points, initial, final, steps):
+    """The piecewise-linear value through `points` when there are any, else Table S1's
+    `linear_anneal` from `initial` to `final` over `steps` (σ and μ are both scheduled so)."""
+    if points:
+        return piecewise_linear(step, points)
+    return linear_anneal(step, initial, final, steps)
+
+
 @keras.saving.register_keras_serializable(package="gqn_tf")
 class AnnealedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """μ_s of Table S1 (or of `schedule`'s STEP:μ points), read by the optimizer from
@@ -106,10 +114,7 @@ class AnnealedLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 def learning_rate(step, initial, final, steps, warmup_steps=0.0, points=()):
     """μ_s of Table S1, or the piecewise-linear μ through `points` when there are any; scaled
     by min(1, (step + 1) / warmup_steps) during a warm-up (so the first update already moves)."""
-    if points:
-        rate = piecewise_linear(step, points)
-    else:
-        rate = linear_anneal(step, initial, final, steps)
+    rate = points_or_anneal(step, points, initial, final, steps)
     if warmup_steps:
         rate = rate * ops.minimum((ops.cast(step, "float32") + 1.0) / warmup_steps, 1.0)
     return rate
@@ -124,10 +129,8 @@ def learning_rate_of(step, config=ScheduleConfig()):
 def pixel_std(step, config=ScheduleConfig()):
     """σ_s at `step` (a tensor in, a tensor out): Table S1's anneal, or the piecewise-linear
     `config.sigma_schedule` when it is set."""
-    points = parse_points(config.sigma_schedule)
-    if points:
-        return piecewise_linear(step, points)
-    return linear_anneal(step, config.sigma_initial, config.sigma_final, config.sigma_steps)
+    return points_or_anneal(step, parse_points(config.sigma_schedule), config.sigma_initial,
+                            config.sigma_final, config.sigma_steps)
 
 
 def make_optimizer(config=ScheduleConfig()):
