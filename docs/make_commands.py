@@ -78,12 +78,12 @@ def main():
     text = render()
     if "--check" in sys.argv[1:]:
         if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT.relative_to(ROOT)} is out of date: run python docs/make_commands.py",
-                  file=sys.stderr)
+            print(f"{os.path.relpath(OUT, ROOT)} is out of date: run python "
+                  f"docs/make_commands.py", file=sys.stderr)
             sys.exit(1)
         return
     OUT.write_text(text)
-    print(f"Wrote {OUT.relative_to(ROOT)} ({len(COMMANDS)} commands).")
+    print(f"Wrote {os.path.relpath(OUT, ROOT)} ({len(COMMANDS)} commands).")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,26 @@ def test_every_flag_of_the_main_commands_is_explained_on_a_page(script):
     assert not missing, f"{script}: flags explained on no page: {missing}"
 
 
+def test_the_check_fails_on_a_stale_reference_and_passes_once_it_is_rewritten(
+        tmp_path, monkeypatch, capsys):
+    make_commands = _make_commands()
+    monkeypatch.setattr(make_commands, "COMMANDS", [("view.py", "the viewer")])
+    monkeypatch.setattr(make_commands, "OUT", tmp_path / "commands.md")
+    make_commands.OUT.write_text("# Commands and flags\n\nan older reference\n")
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["make_commands.py", *args])
+        make_commands.main()
+
+    with pytest.raises(SystemExit) as stale:
+        run("--check")
+    assert stale.value.code == 1
+    assert "is out of date: run python docs/make_commands.py" in capsys.readouterr().err
+    run()
+    assert "## `python view.py`" in make_commands.OUT.read_text()
+    run("--check")  # current now: returns without exiting
+
+
 def test_command_reference_is_current():
     result = subprocess.run([sys.executable, "docs/make_commands.py", "--check"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=300)
