@@ -1,13 +1,22 @@
-"""Starting a GQN from a trained one: the same config, or the same with wider cores.
+"""Starting a GQN from a trained one: the same config, or the same with wider cores or more
+generative steps.
 
-Widening the cores (more `hidden_channels`) keeps what a trained model learned and adds room to
-learn more. The wider model starts as the trained model's function exactly: each weight keeps its
-trained values in the places of the old channels; the new hidden units get their fresh random
-input weights (so they are active from the first step), but every weight that *reads* a new
-hidden unit starts at zero, so nothing downstream sees them yet. Their outgoing weights then
-receive gradients (the units are active), and the model grows into them as it trains.
+Growing the model (more `hidden_channels`, or more unshared steps `num_layers`) keeps what a
+trained model learned and adds room to learn more. The grown model starts as the trained model's
+renderer exactly:
 
-What reads a core's hidden state h (and so has rows to zero), for each unshared or shared core:
+- **Wider cores.** Each weight keeps its trained values in the places of the old channels; the new
+  hidden units get their fresh random input weights (so they are active from the first step), but
+  every weight that *reads* a new hidden unit starts at zero, so nothing downstream sees them yet.
+  Their outgoing weights then receive gradients (the units are active), and the model grows into
+  them as it trains.
+- **More steps.** Steps L .. L' - 1 are appended after the trained ones, with fresh cores whose
+  canvas update starts at zero: they carry the state on but leave the canvas, and so the image,
+  as the trained steps drew it. Their latents add KL terms to the ELBO from the start (the heads
+  are shared by all steps), which training then lowers. Shared cores cannot take more steps
+  without changing what the trained steps compute, so there the count must stay.
+
+What reads a core's hidden state h (and so has rows to zero when it widens), for each core:
 - C^g's gates: input [h^g, v^q, r, z_l], outputs the four gates [f, i, o, g], each `hidden` wide;
 - C^g's canvas update (a transposed convolution: kernel [4, 4, canvas, hidden]);
 - C^e's gates: input [h^e, x^q↓, v^q, r, h^g, u↓], the same four gates;
@@ -19,7 +28,7 @@ import numpy as np
 
 from gqn_tf.model.gqn import CAMERA_DIM, IMAGE_CHANNELS
 
-GROWABLE = ("hidden_channels",)
+GROWABLE = ("hidden_channels", "num_layers")
 
 
 def config_change(source_config, target_config):
@@ -31,7 +40,7 @@ def config_change(source_config, target_config):
 
 def check_startable(source_config, target_config, source_name):
     """Raises ValueError naming the fields unless a model of `target_config` can start from one
-    of `source_config`: the same config, or wider cores (`hidden_channels` grown)."""
+    of `source_config`: the same config, or a grown one (module docstring)."""
     changed = config_change(source_config, target_config)
     fixed = {name: values for name, values in changed.items() if name not in GROWABLE}
     shrunk = {name: values for name, values in changed.items()
@@ -40,7 +49,12 @@ def check_startable(source_config, target_config, source_name):
         raise ValueError(
             f"--init_from {source_name} holds another model config (field: (its, requested)): "
             f"{changed}. Pass the --preset, --model and --frame_size it was trained with; only "
-            f"{', '.join(GROWABLE)} may grow (--model hidden_channels=N, N >= its value).")
+            f"{' and '.join(GROWABLE)} may grow (--model hidden_channels=N, N >= its value).")
+    if "num_layers" in changed and source_config.shared_cores:
+        raise ValueError(
+            f"--init_from {source_name} has shared cores: more steps (num_layers "
+            f"{changed['num_layers'][0]} -> {changed['num_layers'][1]}) would change what its "
+            f"steps draw. Keep --model num_layers={source_config.num_layers}.")
     return changed
 
 
@@ -49,7 +63,7 @@ def describe(changed):
     if not changed:
         return ""
     grown = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changed.items())
-    return f", widened ({grown}; the new units start unread, so it renders as before)"
+    return f", grown ({grown}; what is new starts unread, so it renders as before)"
 
 
 def _channel_map(blocks):
@@ -110,9 +124,17 @@ def _widened(name, source, fresh, readers):
     return value
 
 
+def _silent_step(name, fresh):
+    """The initial value of a weight of an appended step: fresh, but a generator core's canvas
+    update is zero (the step leaves the canvas as it is)."""
+    if "generator_core_" in name and "/canvas_update/" in name:
+        return np.zeros_like(fresh)
+    return fresh
+
+
 def start_from(model, source, source_name="the model"):
     """Sets `model`'s weights from the trained GQN `source`: copied when the configs match,
-    widened (module docstring) when `model` has more hidden channels. Returns the config
+    grown (module docstring) when `model` has more hidden channels or steps. Returns the config
     change {field: (source's, model's)}, empty when they match."""
     changed = check_startable(source.gqn_config, model.gqn_config, source_name)
     if not changed:
@@ -120,8 +142,10 @@ def start_from(model, source, source_name="the model"):
             variable.assign(value)
         return changed
     readers = _hidden_readers(source.gqn_config, model.gqn_config)
-    for variable, value in zip(model.weights, source.weights):
-        name = variable.path.split("/", 1)[-1]
-        widened = _widened(name, np.asarray(value), np.asarray(variable), readers)
-        variable.assign(widened.astype(np.asarray(variable).dtype))
+    trained = {variable.path.split("/", 1)[-1]: np.asarray(variable) for variable in source.weights}
+    for variable in model.weights:
+        name, fresh = variable.path.split("/", 1)[-1], np.asarray(variable)
+        value = (_widened(name, trained[name], fresh, readers) if name in trained
+                 else _silent_step(name, fresh))
+        variable.assign(value.astype(fresh.dtype))
     return changed

@@ -1,6 +1,7 @@
-"""Starting a GQN with wider cores from a trained one (gqn_tf/model/widen.py): the wider model
-renders and scores exactly as the trained one, its new units are live (the weights that read
-them get gradients), and every other config change is refused by name."""
+"""Starting a GQN with wider cores or more steps from a trained one (gqn_tf/model/widen.py): the
+grown model renders exactly as the trained one (and, wider, scores the same), what is new is
+live (the weights that read it get gradients), and every other config change is refused by
+name."""
 
 import numpy as np
 import pytest
@@ -69,13 +70,48 @@ def test_the_bundled_model_widened_renders_the_same_and_its_new_units_learn(samp
     assert np.abs(grads[1].numpy()[..., hidden:]).max() > 0
 
 
+def test_more_steps_render_as_the_trained_steps_and_then_draw(make_batch):
+    source = GQN(get_preset("tiny", image_size=32))
+    _random_weights(source, 2)
+    config = source.gqn_config
+    longer = GQN(config.replace(num_layers=config.num_layers + 2, hidden_channels=12))
+    assert widen.start_from(longer, source) == {"hidden_channels": (8, 12), "num_layers": (2, 4)}
+    batch = make_batch(batch_size=2, context_size=2, image_size=32, seed=5)
+    frames = (batch["context_frames"], batch["context_cameras"], batch["query_camera"])
+    # The same noise for the trained steps; the appended steps' latents change nothing yet.
+    noise = np.random.default_rng(0).normal(size=(4, 2, 8, 8, config.z_channels))
+    expected = source.generate(*frames, noise=noise[:2])
+    np.testing.assert_allclose(longer.generate(*frames, noise=noise), expected, atol=1e-6)
+    terms = longer.elbo_terms(batch, sigma=0.5, seed=0, noise=noise)
+    trained = source.elbo_terms(batch, sigma=0.5, seed=0, noise=noise[:2])
+    np.testing.assert_allclose(terms["mean"], trained["mean"], atol=1e-6)
+    np.testing.assert_allclose(terms["kl_per_layer"][:, :2], trained["kl_per_layer"], atol=1e-5)
+    assert (np.asarray(terms["kl_per_layer"][:, 2:]) > 0).all()  # the new latents cost KL
+    update = {v.path.split("/", 1)[-1]: v for v in longer.weights}[
+        "generator_core_3/canvas_update/kernel"]
+    assert not update.numpy().any()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(longer.elbo_terms(batch, sigma=0.5, seed=0, noise=noise)["loss"])
+    assert np.abs(tape.gradient(loss, update).numpy()).max() > 0
+
+
 @pytest.mark.parametrize("change,named", [
     (dict(hidden_channels=4), "hidden_channels"),  # narrower
+    (dict(num_layers=1), "num_layers"),  # fewer steps
     (dict(z_channels=3), "z_channels"),
     (dict(hidden_channels=16, canvas_channels=16), "canvas_channels"),
 ])
 def test_other_config_changes_are_refused_by_name(change, named):
     source = get_preset("tiny")
     with pytest.raises(ValueError, match=f"--init_from run/a holds another model config.*"
-                                         f"{named}.*only hidden_channels may grow"):
+                                         f"{named}.*only hidden_channels and num_layers "
+                                         f"may grow"):
         widen.check_startable(source, source.replace(**change), "run/a")
+
+
+def test_shared_cores_keep_their_number_of_steps():
+    shared = get_preset("tiny", shared_cores=True)
+    with pytest.raises(ValueError, match="shared cores.*num_layers 2 -> 3.*num_layers=2"):
+        widen.check_startable(shared, shared.replace(num_layers=3), "run/a")
+    assert widen.check_startable(shared, shared.replace(hidden_channels=9), "run/a") == {
+        "hidden_channels": (8, 9)}

@@ -143,7 +143,7 @@ def test_masked_context_compiles_once_and_init_from_continues_a_compact_model(
     wide = train(*args, "--max_steps", "7", "--model_dir", str(tmp_path / "wide"),
                  "--init_from", str(straight / "model.npz"), "--model", "hidden_channels=12")
     assert wide.returncode == 0, wide.stderr[-3000:]
-    assert "at step 6, widened (hidden_channels 8 -> 12" in wide.stdout
+    assert "at step 6, grown (hidden_channels 8 -> 12" in wide.stdout
     bad = train(*args, "--max_steps", "8", "--model_dir", str(tmp_path / "bad"),
                 "--init_from", str(straight))
     assert bad.returncode == 2

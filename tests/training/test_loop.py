@@ -181,7 +181,7 @@ def test_init_from_a_model_of_another_config_is_refused_before_training(sample_d
     for field, value in (("z_channels", TINY.z_channels + 1),
                          ("hidden_channels", TINY.hidden_channels - 1)):
         other = dataclasses.replace(TINY, **{field: value})
-        with pytest.raises(ValueError, match=f"{field}.*only hidden_channels may grow"):
+        with pytest.raises(ValueError, match=f"{field}.*only hidden_channels and num_layers may grow"):
             loop.train(other, _config(sample_dir, tmp_path / "second",
                                       init_from=str(tmp_path / "first")), strategy=_one_device())
         assert checkpoints.latest_checkpoint(str(tmp_path / "second")) is None
