@@ -89,7 +89,8 @@ _INIT_FROM = flags.DEFINE_string(
     "pretrained/gqn_sm7_32.npz, a .keras file or a run directory) at the step it records, so "
     "the learning-rate and σ schedules continue; Adam's moments start afresh. The model flags "
     "must match it, except that --model hidden_channels=N or num_layers=N may grow it (what "
-    "is new starts unread, so the grown model renders as the trained one at first). Ignored once --model_dir has a checkpoint (the run resumes from that).")
+    "is new starts unread, so the grown model renders as the trained one at first). Ignored "
+    "once --model_dir has a checkpoint (the run resumes from that).")
 _MAX_STEPS = flags.DEFINE_integer(
     "max_steps", 2_000_000, "Train until this many updates (Table S1: 2e6).", lower_bound=1)
 _SEED = flags.DEFINE_integer(

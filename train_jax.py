@@ -64,7 +64,8 @@ _INIT_FROM = flags.DEFINE_string(
     "pretrained/gqn_sm7_32.npz, or a .keras file) at the step it records, so the schedules "
     "continue and its compute seconds count on; Adam's moments start afresh. The model flags "
     "must match it, except that --model hidden_channels=N or num_layers=N may grow it (what "
-    "is new starts unread, so the grown model renders as the trained one at first). Ignored once --model_dir holds a saved state (the run resumes).")
+    "is new starts unread, so the grown model renders as the trained one at first). Ignored "
+    "once --model_dir holds a saved state (the run resumes).")
 _SYNTHETIC_SCENES = flags.DEFINE_integer(
     "synthetic_scenes", 0, "Train on this many synthetic scenes rendered in memory (scenes "
     "0..N-1 of the train split exactly as data/synthesize.py --seed --synthetic_seed writes "

@@ -125,6 +125,10 @@ def test_a_truncated_shard_is_one_line(sample_dir, tmp_path):
                                    "--frame_size 32"),
     (["--lr_schedule", "0:1e-3,100:0"], "train.py: lr_schedule: Schedule point '100:0': the "
                                         "value must be positive."),
+    # the bundled model is the small preset, not the tiny one asked for
+    (["--init_from", str(REPO_ROOT / "pretrained" / "gqn_sm7_32.npz")],
+     f"train.py: --init_from {REPO_ROOT / 'pretrained' / 'gqn_sm7_32.npz'} holds another model "
+     f"config"),
 ])
 def test_user_errors_are_one_line_without_help(sample_dir, tmp_path, args, message):
     result = _run("train.py", *TINY_RUN, "--data_dir", str(sample_dir), "--model_dir",

@@ -35,7 +35,7 @@ import numpy as np
 
 from gqn_tf.data import standalone
 from gqn_tf.evaluation import held_out as held_outs
-from gqn_tf.model import GQN, widen
+from gqn_tf.model import GQN, grow
 from gqn_tf.training import checkpoints, compute as compute_lib, schedules
 from gqn_tf.training.jax_step import JaxTrainStep
 
@@ -131,10 +131,9 @@ class _Stop:
 
 
 def _initial_weights(model, init_from):
-    """Puts the weights of `init_from` (a compact .npz or a .keras file) into `model`, widened
-    when `model` has wider cores (gqn_tf/model/widen.py); returns `checkpoints.load_model`'s
-    info (its step and compute seconds) with "widened" (the config change), or None without
-    it."""
+    """Puts the weights of `init_from` (a compact .npz or a .keras file) into `model`, grown
+    when `model` is larger (gqn_tf/model/grow.py); returns `checkpoints.load_model`'s info (its
+    step and compute seconds) with "grown" (the config change), or None without it."""
     if init_from is None:
         return None
     if not init_from.endswith((checkpoints.COMPACT_SUFFIX, ".keras")):
@@ -142,7 +141,7 @@ def _initial_weights(model, init_from):
                          f"(a train.py run directory needs TensorFlow; export it with "
                          f"export/save_compact.py).")
     source, info = checkpoints.load_model(init_from)
-    return {**info, "widened": widen.start_from(model, source, init_from)}
+    return {**info, "grown": grow.start_from(model, source, init_from)}
 
 
 def save(model_dir, model, train_step, run_config, compute):
@@ -225,7 +224,7 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), log=print):
             compute.start([initial["compute_seconds"].get(name, 0.0)
                            for name in compute_lib.COMPUTE])
         log(f"Starting from the weights of {config.init_from} at step {train_step.step}"
-            f"{widen.describe(initial['widened'])}.")
+            f"{grow.describe(initial['grown'])}.")
     held_out = None
     if config.eval_every:
         held_out = held_outs.for_jax_run(model, held_outs.config_of(config),

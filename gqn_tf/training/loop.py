@@ -38,7 +38,7 @@ from absl import logging
 
 from gqn_tf.data import check, datasets, pipeline, shards
 from gqn_tf.evaluation import held_out as held_outs
-from gqn_tf.model import GQN, widen
+from gqn_tf.model import GQN, grow
 from gqn_tf.training import checkpoints, cluster as clusters, schedules, summaries
 from gqn_tf.training import compute as compute_lib
 from gqn_tf.training.step import TrainStep
@@ -344,7 +344,7 @@ def _initial_model(config, model_config, resume_from):
                          config.init_from)
         return None, {}
     model, info = checkpoints.load_model(config.init_from)
-    widen.check_startable(model.gqn_config, model_config, config.init_from)
+    grow.check_startable(model.gqn_config, model_config, config.init_from)
     return model, info
 
 
@@ -501,13 +501,13 @@ def train(model_config, config, schedule=schedules.ScheduleConfig(), strategy=No
                 "pipeline starts afresh (seed %d) instead of continuing where it stopped.",
                 saved_settings, settings, data_seed)
     elif initial_model is not None:
-        widened = widen.start_from(model, initial_model, config.init_from)
+        grown = grow.start_from(model, initial_model, config.init_from)
         optimizer.iterations.assign(initial_step)
         if initial_info.get("compute_seconds"):  # the compute of the run it continues
             compute_seconds.assign([initial_info["compute_seconds"].get(name, 0.0)
                                     for name in COMPUTE])
         logging.info("Starting from the weights of %s at step %d%s.", config.init_from,
-                     initial_step, widen.describe(widened))
+                     initial_step, grow.describe(grown))
     held_out = None
     if is_chief and config.eval_every:
         start = time.perf_counter()

@@ -181,7 +181,8 @@ def test_init_from_a_model_of_another_config_is_refused_before_training(sample_d
     for field, value in (("z_channels", TINY.z_channels + 1),
                          ("hidden_channels", TINY.hidden_channels - 1)):
         other = dataclasses.replace(TINY, **{field: value})
-        with pytest.raises(ValueError, match=f"{field}.*only hidden_channels and num_layers may grow"):
+        with pytest.raises(ValueError,
+                           match=f"{field}.*only hidden_channels and num_layers may grow"):
             loop.train(other, _config(sample_dir, tmp_path / "second",
                                       init_from=str(tmp_path / "first")), strategy=_one_device())
         assert checkpoints.latest_checkpoint(str(tmp_path / "second")) is None
@@ -192,15 +193,15 @@ def test_init_from_with_wider_cores_renders_as_before_then_trains_on(sample_dir,
     loop.train(TINY, _config(sample_dir, tmp_path / "first", max_steps=2), strategy=_one_device())
     wide = dataclasses.replace(TINY, hidden_channels=2 * TINY.hidden_channels)
     options = dict(init_from=str(tmp_path / "first"))
-    # max_steps 2: no update, so the new run holds the widened weights as they started.
+    # max_steps 2: no update, so the new run holds the grown weights as they started.
     loop.train(wide, _config(sample_dir, tmp_path / "wide", max_steps=2, **options),
                strategy=_one_device())
     source, _ = checkpoints.load_model(str(tmp_path / "first"))
-    widened, info = checkpoints.load_model(str(tmp_path / "wide"))
-    assert widened.gqn_config == wide and info["step"] == 2
+    grown, info = checkpoints.load_model(str(tmp_path / "wide"))
+    assert grown.gqn_config == wide and info["step"] == 2
     batch = make_batch(batch_size=2, context_size=2, image_size=TINY.image_size, seed=1)
     frames = (batch["context_frames"], batch["context_cameras"], batch["query_camera"])
-    np.testing.assert_allclose(widened.generate(*frames, seed=5), source.generate(*frames, seed=5),
+    np.testing.assert_allclose(grown.generate(*frames, seed=5), source.generate(*frames, seed=5),
                                atol=1e-6)
     more = loop.train(wide, _config(sample_dir, tmp_path / "wide", max_steps=3, **options),
                       strategy=_one_device())

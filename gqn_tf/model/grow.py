@@ -98,8 +98,8 @@ def _hidden_readers(source_config, target_config):
     return readers
 
 
-def _widened(name, source, fresh, readers):
-    """`source`'s trained values placed into a copy of `fresh` (the wider model's initial
+def _grown_weight(name, source, fresh, readers):
+    """`source`'s trained values placed into a copy of `fresh` (the grown model's initial
     value), with the rows that read new hidden units set to zero."""
     if name not in readers:
         if source.shape != fresh.shape:
@@ -134,18 +134,15 @@ def _silent_step(name, fresh):
 
 def start_from(model, source, source_name="the model"):
     """Sets `model`'s weights from the trained GQN `source`: copied when the configs match,
-    grown (module docstring) when `model` has more hidden channels or steps. Returns the config
-    change {field: (source's, model's)}, empty when they match."""
+    grown (module docstring) when `model` has more hidden channels or steps (the same code:
+    with equal configs every weight maps onto itself). Returns the config change {field:
+    (source's, model's)}, empty when they match."""
     changed = check_startable(source.gqn_config, model.gqn_config, source_name)
-    if not changed:
-        for variable, value in zip(model.weights, source.weights):
-            variable.assign(value)
-        return changed
     readers = _hidden_readers(source.gqn_config, model.gqn_config)
     trained = {variable.path.split("/", 1)[-1]: np.asarray(variable) for variable in source.weights}
     for variable in model.weights:
         name, fresh = variable.path.split("/", 1)[-1], np.asarray(variable)
-        value = (_widened(name, trained[name], fresh, readers) if name in trained
+        value = (_grown_weight(name, trained[name], fresh, readers) if name in trained
                  else _silent_step(name, fresh))
         variable.assign(value.astype(fresh.dtype))
     return changed

@@ -1,4 +1,4 @@
-"""Starting a GQN with wider cores or more steps from a trained one (gqn_tf/model/widen.py): the
+"""Starting a GQN with wider cores or more steps from a trained one (gqn_tf/model/grow.py): the
 grown model renders exactly as the trained one (and, wider, scores the same), what is new is
 live (the weights that read it get gradients), and every other config change is refused by
 name."""
@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 from gqn_tf.data import pipeline
-from gqn_tf.model import GQN, get_preset, widen
+from gqn_tf.model import GQN, get_preset, grow
 from gqn_tf.training import checkpoints
 
-PRETRAINED = widen.__file__.rsplit("/gqn_tf/", 1)[0] + "/pretrained/gqn_sm7_32.npz"
+PRETRAINED = grow.__file__.rsplit("/gqn_tf/", 1)[0] + "/pretrained/gqn_sm7_32.npz"
 
 
 def _random_weights(model, seed):
@@ -35,18 +35,18 @@ def test_wider_cores_start_as_the_trained_model(representation, shared, make_bat
     source = GQN(get_preset("tiny", **tiny))
     _random_weights(source, 1)
     wide = GQN(get_preset("tiny", hidden_channels=13, **tiny))
-    assert widen.start_from(wide, source) == {"hidden_channels": (8, 13)}
+    assert grow.start_from(wide, source) == {"hidden_channels": (8, 13)}
     batch = make_batch(batch_size=2, context_size=2, image_size=32, seed=4)
     for got, expected in zip(_outputs(wide, batch), _outputs(source, batch)):
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
-def test_the_bundled_model_widened_renders_the_same_and_its_new_units_learn(sample_dir):
+def test_the_bundled_model_grown_wider_renders_the_same_and_its_new_units_learn(sample_dir):
     source, _ = checkpoints.load_compact(PRETRAINED)
     config = source.gqn_config
     wide = GQN(config.replace(hidden_channels=2 * config.hidden_channels))
     fresh = {v.path: v.numpy() for v in wide.weights}
-    widen.start_from(wide, source, PRETRAINED)
+    grow.start_from(wide, source, PRETRAINED)
     batch = next(iter(pipeline.make_dataset(
         "shepard_metzler_7_parts", sample_dir, "test", batch_size=4, context_size=3, seed=0,
         frame_size=config.image_size, repeat=False)))
@@ -75,7 +75,7 @@ def test_more_steps_render_as_the_trained_steps_and_then_draw(make_batch):
     _random_weights(source, 2)
     config = source.gqn_config
     longer = GQN(config.replace(num_layers=config.num_layers + 2, hidden_channels=12))
-    assert widen.start_from(longer, source) == {"hidden_channels": (8, 12), "num_layers": (2, 4)}
+    assert grow.start_from(longer, source) == {"hidden_channels": (8, 12), "num_layers": (2, 4)}
     batch = make_batch(batch_size=2, context_size=2, image_size=32, seed=5)
     frames = (batch["context_frames"], batch["context_cameras"], batch["query_camera"])
     # The same noise for the trained steps; the appended steps' latents change nothing yet.
@@ -106,12 +106,12 @@ def test_other_config_changes_are_refused_by_name(change, named):
     with pytest.raises(ValueError, match=f"--init_from run/a holds another model config.*"
                                          f"{named}.*only hidden_channels and num_layers "
                                          f"may grow"):
-        widen.check_startable(source, source.replace(**change), "run/a")
+        grow.check_startable(source, source.replace(**change), "run/a")
 
 
 def test_shared_cores_keep_their_number_of_steps():
     shared = get_preset("tiny", shared_cores=True)
     with pytest.raises(ValueError, match="shared cores.*num_layers 2 -> 3.*num_layers=2"):
-        widen.check_startable(shared, shared.replace(num_layers=3), "run/a")
-    assert widen.check_startable(shared, shared.replace(hidden_channels=9), "run/a") == {
+        grow.check_startable(shared, shared.replace(num_layers=3), "run/a")
+    assert grow.check_startable(shared, shared.replace(hidden_channels=9), "run/a") == {
         "hidden_channels": (8, 9)}
