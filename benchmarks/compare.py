@@ -28,6 +28,8 @@ flags.DEFINE_enum("variants", "both", ["both", *VARIANTS],
                   "Measure the plain and the factorised cores (both), or one of them.")
 flags.DEFINE_bool("shared_cores", None, "Override the preset's shared_cores.")
 flags.DEFINE_integer("context_size", 5, "Context views per scene (M).")
+flags.DEFINE_integer("image_size", None, "Override the preset's frame size (NxN), e.g. 32 for "
+                     "the small preset as the bundled model trains.", lower_bound=8)
 FLAGS = flags.FLAGS
 
 
@@ -39,6 +41,9 @@ def check_flags():
     for name in FLAGS.mixed_precision:
         if name not in POLICIES:
             raise ValueError(f"--mixed_precision {name!r}: use some of {', '.join(POLICIES)}.")
+    if FLAGS.image_size is not None and FLAGS.image_size % 4:
+        raise ValueError(f"--image_size {FLAGS.image_size}: use a multiple of 4 (the cores run "
+                         "at a quarter of it).")
 
 
 def configurations():
@@ -58,6 +63,8 @@ def model_pair(representation, policy, names):
     overrides = {"representation": representation}
     if FLAGS.shared_cores is not None:
         overrides["shared_cores"] = FLAGS.shared_cores
+    if FLAGS.image_size is not None:
+        overrides["image_size"] = FLAGS.image_size
     config = get_preset(FLAGS.preset, **overrides)
     models = {}
     for name in names:
@@ -68,6 +75,13 @@ def model_pair(representation, policy, names):
     for model in models.values():
         model.set_weights(first.get_weights())
     return models, config
+
+
+def image_size():
+    """The frame size the benchmarked models are built for: --image_size or the preset's."""
+    from gqn_tf.model import get_preset
+
+    return FLAGS.image_size or get_preset(FLAGS.preset).image_size
 
 
 def random_batch(batch_size, context_size, image_size, seed=0, backend="tensorflow"):

@@ -73,7 +73,7 @@ def main(argv):
     for name, value in ratios.items():
         print(f"ratio {name}: {value}")
     print(json.dumps({"results": results, "ratios": ratios, "preset": FLAGS.preset,
-                      "context_size": FLAGS.context_size}))
+                      "context_size": FLAGS.context_size, "image_size": compare.image_size()}))
 
 
 if __name__ == "__main__":

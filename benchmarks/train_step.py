@@ -112,8 +112,8 @@ def main(argv):
         print(f"ratio {name}: {value}")
     print(json.dumps({"results": results, "ratios": ratios, "preset": FLAGS.preset,
                       "batch_size": FLAGS.batch_size, "context_size": FLAGS.context_size,
-                      "jit_compile": FLAGS.jit_compile, "backend": FLAGS.backend,
-                      "device": device}))
+                      "image_size": compare.image_size(), "jit_compile": FLAGS.jit_compile,
+                      "backend": FLAGS.backend, "device": device}))
 
 
 if __name__ == "__main__":

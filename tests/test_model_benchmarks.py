@@ -22,9 +22,10 @@ def _run(script, *flags):
 def test_train_step_benchmark_times_both_variants_of_each_configuration():
     result = _run("train_step.py", "--representation", "tower,pool", "--mixed_precision",
                   "float32,mixed_bfloat16", "--steps", "2", "--batch_size", "2",
-                  "--context_size", "2")
+                  "--context_size", "2", "--image_size", "16")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["image_size"] == 16
     found = {(r["representation"], r["policy"], r["variant"]) for r in figures["results"]}
     assert found == {(rep, policy, variant) for rep in ("tower", "pool")
                      for policy in ("float32", "mixed_bfloat16")
@@ -57,6 +58,10 @@ def test_benchmarks_name_an_unknown_representation():
     assert result.returncode != 0
     assert "--representation 'voxels'" in result.stderr
     assert "Traceback" not in result.stderr
+    odd = _run("train_step.py", "--image_size", "30", "--steps", "1")
+    assert odd.returncode != 0
+    assert "--image_size 30: use a multiple of 4" in odd.stderr
+    assert "Traceback" not in odd.stderr
 
 
 def test_a_backend_keras_does_not_run_on_is_named():
