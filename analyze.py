@@ -1,8 +1,8 @@
 """What the scene representation r knows: viewpoint invariance (the paper's Fig. 3A) and scene
-algebra (Fig. 4A), with baselines.
+algebra (Fig. 4A), with baselines, and whether the model can draw a view it was shown.
 
     python analyze.py --model pretrained/gqn_sm7_32.npz --data_dir data/sample \
-        --output_dir /tmp/gqn_analysis [--analyses invariance,algebra]
+        --output_dir /tmp/gqn_analysis [--analyses invariance,algebra,copy]
 
 invariance: r of the first --num_scenes scenes of --split from --view_sets disjoint sets of
 --views_per_set views each; the accuracy of recognising a scene by the nearest r of another view
@@ -11,8 +11,10 @@ images; a t-SNE plot (invariance_tsne.png) and TensorBoard projector files (proj
 algebra: --families synthetic families of two cube chains A, B in two colour schemes X, Y;
 r(A,X) − r(A,Y) + r(B,Y) from --context_views views each, rendered at --queries new views
 (prior mean) against the true (B,X), beside r(B,Y) unchanged, the nearest input scene's true
-image, and r(B,X) itself; a figure (algebra.png). Both write metrics.json. See
-gqn_tf/evaluation/analysis.py for the definitions.
+image, and r(B,X) itself; a figure (algebra.png). copy: each of the first --num_scenes scenes'
+query view rendered (prior mean) from --context_views other views, from as many views one of
+which is the query view itself, and from the query view alone; a figure (copy.png). All write
+metrics.json. See gqn_tf/evaluation/analysis.py for the definitions.
 """
 
 import json
@@ -27,7 +29,7 @@ from absl import flags  # noqa: E402
 from gqn_tf import cli  # noqa: E402
 from gqn_tf.data import datasets  # noqa: E402
 
-ANALYSES = ("invariance", "algebra")
+ANALYSES = ("invariance", "algebra", "copy")
 
 _MODEL = flags.DEFINE_string(
     "model", None, "The model: a compact .npz (pretrained/gqn_sm7_32.npz), a .keras file, a "
@@ -40,13 +42,14 @@ _DATASET = flags.DEFINE_enum(
     "(shepard_metzler_5_parts or _7_parts).")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", datasets.DEFAULT_DATA_DIR,
-    "Root of the data for the invariance analysis: <data_dir>/<dataset>/<split>/; "
+    "Root of the data for the invariance and copy analyses: <data_dir>/<dataset>/<split>/; "
     "data/sample for the bundled sample.")
 _ANALYSES = flags.DEFINE_list(
-    "analyses", list(ANALYSES), "Which analyses to run: invariance, algebra or both.")
+    "analyses", list(ANALYSES), "Which analyses to run, comma separated: invariance, algebra, "
+    "copy.")
 _SPLIT = flags.DEFINE_enum("split", "test", list(datasets.SPLITS), "Split of the scenes.")
 _NUM_SCENES = flags.DEFINE_integer(
-    "num_scenes", 20, "Scenes of the invariance analysis (the first of the split).",
+    "num_scenes", 20, "Scenes of the invariance and copy analyses (the first of the split).",
     lower_bound=1)
 _VIEW_SETS = flags.DEFINE_integer(
     "view_sets", 3, "Disjoint view sets per scene (each gives one r).", lower_bound=2)
@@ -55,7 +58,8 @@ _VIEWS_PER_SET = flags.DEFINE_integer(
 _FAMILIES = flags.DEFINE_integer(
     "families", 16, "Scene families of the algebra (four scenes each).", lower_bound=1)
 _CONTEXT_VIEWS = flags.DEFINE_integer(
-    "context_views", 5, "Context views of each algebra scene.", lower_bound=1)
+    "context_views", 5, "Context views of each algebra scene, and M of the copy analysis.",
+    lower_bound=1)
 _QUERIES = flags.DEFINE_integer(
     "queries", 4, "New views each algebra result is rendered at.", lower_bound=1)
 _SEED = flags.DEFINE_integer(
@@ -85,6 +89,8 @@ def main(argv):
     algebra = analysis.AlgebraConfig(
         families=_FAMILIES.value, context_views=_CONTEXT_VIEWS.value, queries=_QUERIES.value,
         seed=_SEED.value)
+    copy = analysis.CopyConfig(num_scenes=_NUM_SCENES.value, context_views=_CONTEXT_VIEWS.value,
+                               seed=_SEED.value, split=_SPLIT.value)
     try:
         if "invariance" in _ANALYSES.value:
             analysis.check_invariance(invariance, info)
@@ -93,6 +99,8 @@ def main(argv):
             from gqn_tf.data import synthetic
 
             synthetic.num_parts(_DATASET.value)
+        if "copy" in _ANALYSES.value:
+            analysis.check_copy(copy, info)
         model, source = checkpoints.load_model(os.path.expanduser(_MODEL.value))
     except FileNotFoundError as error:
         raise cli.DataError(str(error)) from None
@@ -104,15 +112,16 @@ def main(argv):
     result = {"model": {"path": _MODEL.value, "step": source["step"],
                         "config": model.gqn_config.to_dict()},
               "dataset": _DATASET.value, "seed": _SEED.value, "files": {}}
-    if "invariance" in _ANALYSES.value:
+    if {"invariance", "copy"} & set(_ANALYSES.value):
         try:
             frames, viewpoints = analysis.read_scenes(
                 os.path.expanduser(_DATA_DIR.value), _DATASET.value, _SPLIT.value,
-                invariance.num_scenes, model.gqn_config.image_size)
+                _NUM_SCENES.value, model.gqn_config.image_size)
         except (shards.DataNotFoundError, shards.ShardNamingError) as error:
             raise cli.DataError(str(error)) from None
         except ValueError as error:
             raise cli.UserError(str(error)) from None
+    if "invariance" in _ANALYSES.value:
         keras.utils.set_random_seed(_SEED.value)
         untrained = GQN(model.gqn_config)
         measures, features = analysis.invariance(model, untrained, frames, viewpoints,
@@ -144,6 +153,17 @@ def main(argv):
               f"{mse['algebra']:.5f}; r(B,Y) unchanged {mse['unchanged']:.5f}; nearest input "
               f"{mse['nearest_input']:.5f}; r(B,X) itself {mse['own']:.5f} "
               f"({algebra.families} families).")
+    if "copy" in _ANALYSES.value:
+        measures, shown = analysis.copy(model, frames, viewpoints, copy)
+        result["copy"] = measures
+        Image.fromarray(analysis.copy_grid(shown, copy.context_views)).save(
+            os.path.join(output_dir, "copy.png"))
+        result["files"]["copy"] = "copy.png"
+        ratio, m = measures["ratio_to_mean_image"], copy.context_views
+        print(f"copy: the query view's MSE over the mean image's, rendered from {m} other views "
+              f"{ratio['left_out']:.3f}; from {m - 1} others and the query view itself "
+              f"{ratio['among']:.3f}; from the query view alone {ratio['alone']:.3f} "
+              f"({copy.num_scenes} scenes).")
     path = os.path.join(output_dir, "metrics.json")
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2)

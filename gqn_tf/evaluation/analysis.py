@@ -19,6 +19,14 @@ Baselines: r(B, Y) rendered unchanged (the algebra should beat it: the colours m
 nearest of the three input scenes' true images at the query view (an oracle that copies the
 best input), and r(B, X) from its own context views (the reference: what the model renders of
 the answer itself).
+
+Copy. Can the model draw a view it was shown? For each of N scenes, a seeded permutation of its
+views gives a query view and M other views. The query is rendered (prior mean) from three
+contexts: the M other views (`left_out`, the task the model trains on), M − 1 of them and the
+query view itself (`among`: as many views, one of them the answer), and the query view alone
+(`alone`). If `among` and `alone` are far better than `left_out`, the renderer draws well and
+what lags is inferring an unseen view; if they are about as poor, the path from r to the image
+is what limits the model. The MSEs are given beside that of the mean of the N scenes' frames.
 """
 
 import dataclasses
@@ -51,6 +59,19 @@ class AlgebraConfig:
     seed: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class CopyConfig:
+    """num_scenes N (the first of the split), context_views M."""
+
+    num_scenes: int = 20
+    context_views: int = 5
+    seed: int = 0
+    split: str = "test"
+
+
+COPY_CONTEXTS = ("left_out", "among", "alone")
+
+
 def check_invariance(config, info):
     """Raises a ValueError naming what does not fit the dataset's S views per scene."""
     for name in ("num_scenes", "view_sets", "views_per_set"):
@@ -76,6 +97,18 @@ def check_algebra(config, info):
             f"{config.context_views} context views and {config.queries} queries need "
             f"{config.context_views + config.queries} cameras per scene, but {info.name} has "
             f"{info.sequence_size}: lower --context_views or --queries.")
+
+
+def check_copy(config, info):
+    """Raises a ValueError naming what does not fit."""
+    for name in ("num_scenes", "context_views"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
+    if config.context_views + 1 > info.sequence_size:
+        raise ValueError(
+            f"{config.context_views} context views and the query need "
+            f"{config.context_views + 1} views per scene, but {info.name} has "
+            f"{info.sequence_size}: lower --context_views.")
 
 
 def view_sets(num_views, sets, per_set, seed, scene):
@@ -160,11 +193,46 @@ def scene_family(rng, parts, num_cameras, render_size, image_size):
     return frames, cameras
 
 
-def prior_mean_render(model, r, query_viewpoints):
+def prior_mean_render(model, r, query_viewpoints, batch_size=16):
     """The render of r at the query viewpoints with every z_l at its prior mean."""
     c = model.gqn_config
-    noise = np.zeros((c.num_layers, len(r), c.core_size, c.core_size, c.z_channels), np.float32)
-    return np.asarray(model.render(r, query_viewpoints, noise=noise), np.float32)
+    parts = []
+    for i in range(0, len(r), batch_size):
+        size = len(r[i:i + batch_size])
+        noise = np.zeros((c.num_layers, size, c.core_size, c.core_size, c.z_channels),
+                         np.float32)
+        parts.append(np.asarray(model.render(r[i:i + batch_size],
+                                             query_viewpoints[i:i + batch_size], noise=noise),
+                                np.float32))
+    return np.concatenate(parts)
+
+
+def copy(model, frames, viewpoints, config):
+    """The copy measures (module docstring) of frames [N, S, H, W, 3] and viewpoints
+    [N, S, 7], and the images of the first scenes for a figure."""
+    n, m = len(frames), config.context_views
+    order = np.stack([view_sets(frames.shape[1], 1, m + 1, config.seed, scene)[0]
+                      for scene in range(n)])  # [N, M + 1]: the query, then the others
+    query, others = order[:, 0], order[:, 1:]
+    contexts = {"left_out": others,
+                "among": np.concatenate([others[:, :m - 1], query[:, None]], axis=1),
+                "alone": query[:, None]}
+    scenes = np.arange(n)
+    target, query_viewpoints = frames[scenes, query], viewpoints[scenes, query]
+    renders = {}
+    for name, index in contexts.items():
+        r = representations(model, np.take_along_axis(frames, index[:, :, None, None, None], 1),
+                            np.take_along_axis(viewpoints, index[:, :, None], 1))
+        renders[name] = prior_mean_render(model, r, query_viewpoints)
+    mse = {name: float(np.mean(metrics.mse_per_image(target, image)))
+           for name, image in renders.items()}
+    mean_frame = np.broadcast_to(frames.mean(axis=(0, 1)), target.shape)
+    mse["mean_image"] = float(np.mean(metrics.mse_per_image(target, mean_frame)))
+    ratio = {name: mse[name] / mse["mean_image"] for name in COPY_CONTEXTS}
+    shown = [{"target": target[i], **{name: renders[name][i] for name in COPY_CONTEXTS}}
+             for i in range(min(4, n))]
+    return {"mse": mse, "ratio_to_mean_image": ratio, "num_scenes": n, "context_views": m,
+            "render": "prior mean"}, shown
 
 
 def algebra(model, dataset, config):
@@ -239,6 +307,18 @@ def algebra_grid(shown, scale=2):
     return figures.labelled_grid(
         rows, row_labels=[f"family {i + 1}" for i in range(len(rows))],
         column_labels=["A,X", "A,Y", "B,Y", "A,X-A,Y+B,Y", "B,X true", "B,Y", "B,X"],
+        scale=scale)
+
+
+def copy_grid(shown, context_views, scale=2):
+    """The figure of the copy analysis' first scenes: uint8 [H, W, 3], a row per scene."""
+    from gqn_tf.evaluation import figures
+
+    rows = [[scene["target"], *(scene[name] for name in COPY_CONTEXTS)] for scene in shown]
+    return figures.labelled_grid(
+        rows, row_labels=[f"scene {i + 1}" for i in range(len(rows))],
+        column_labels=["query view", f"{context_views} others",
+                       f"{context_views - 1} others + it", "it alone"],
         scale=scale)
 
 

@@ -1,5 +1,6 @@
-"""analyze.py and gqn_tf/evaluation/analysis.py on a tiny trained model and the bundled
-sample: the invariance and algebra measures, their files, and the baselines."""
+"""analyze.py and gqn_tf/evaluation/analysis.py on a tiny trained model, the bundled model and
+the bundled sample: the invariance, algebra and copy measures, their files, and the
+baselines."""
 
 import json
 import pathlib
@@ -67,6 +68,36 @@ def test_algebra_renders_the_sum_and_its_baselines(tiny_trained_run):
     assert grid.dtype == np.uint8 and grid.shape[0] > 2 * 64
 
 
+def test_copy_renders_the_query_view_from_three_contexts(tiny_trained_run, sample_dir):
+    model, _ = checkpoints.load_model(str(tiny_trained_run))
+    frames, viewpoints = analysis.read_scenes(str(sample_dir), DATASET, "test", 5,
+                                              model.gqn_config.image_size)
+    measures, shown = analysis.copy(model, frames, viewpoints,
+                                    analysis.CopyConfig(num_scenes=5, context_views=3))
+    mse, ratio = measures["mse"], measures["ratio_to_mean_image"]
+    assert set(mse) == {"left_out", "among", "alone", "mean_image"}
+    for name in analysis.COPY_CONTEXTS:
+        assert ratio[name] == pytest.approx(mse[name] / mse["mean_image"])
+    assert len({mse["left_out"], mse["among"], mse["alone"]}) == 3  # three other contexts
+    assert len(shown) == 4 and shown[0]["among"].shape == (64, 64, 3)
+    grid = analysis.copy_grid(shown, 3, scale=1)
+    assert grid.dtype == np.uint8 and grid.shape[0] > 4 * 64
+    # With one context view, "among" is the query view alone.
+    single, _ = analysis.copy(model, frames, viewpoints,
+                              analysis.CopyConfig(num_scenes=5, context_views=1))
+    assert single["mse"]["among"] == single["mse"]["alone"]
+
+
+def test_the_bundled_model_draws_a_view_it_holds_better_than_one_it_infers(sample_dir):
+    model, _ = checkpoints.load_model(str(REPO_ROOT / "pretrained" / "gqn_sm7_32.npz"))
+    frames, viewpoints = analysis.read_scenes(str(sample_dir), DATASET, "test", 20,
+                                              model.gqn_config.image_size)
+    measures, _ = analysis.copy(model, frames, viewpoints, analysis.CopyConfig(num_scenes=20))
+    ratio = measures["ratio_to_mean_image"]
+    assert ratio["left_out"] < 1.0  # better than the mean image
+    assert ratio["among"] < ratio["left_out"] and ratio["alone"] < ratio["left_out"]
+
+
 def test_a_family_shares_shapes_and_colours_as_named():
     frames, cameras = analysis.scene_family(np.random.default_rng(0), 7, 3, 64, 32)
     assert cameras.shape == (3, 5) and frames["AX"].shape == (3, 32, 32, 3)
@@ -86,6 +117,8 @@ def test_configs_that_do_not_fit_the_scenes_are_named():
         analysis.check_invariance(analysis.InvarianceConfig(view_sets=1), info)
     with pytest.raises(ValueError, match="need 16 cameras"):
         analysis.check_algebra(analysis.AlgebraConfig(context_views=12, queries=4), info)
+    with pytest.raises(ValueError, match="15 context views and the query need 16 views"):
+        analysis.check_copy(analysis.CopyConfig(context_views=15), info)
 
 
 def test_analyze_py_writes_metrics_figures_and_projector(tiny_trained_run, sample_dir,
@@ -98,11 +131,13 @@ def test_analyze_py_writes_metrics_figures_and_projector(tiny_trained_run, sampl
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["invariance"]["num_scenes"] == 6 and metrics["algebra"]["families"] == 2
-    for name in ("invariance_tsne.png", "algebra.png", "projector/projector_config.pbtxt",
-                 "projector/metadata.tsv"):
+    assert metrics["copy"]["num_scenes"] == 6 and metrics["copy"]["context_views"] == 5
+    for name in ("invariance_tsne.png", "algebra.png", "copy.png",
+                 "projector/projector_config.pbtxt", "projector/metadata.tsv"):
         assert (tmp_path / name).exists(), name
     assert len((tmp_path / "projector" / "metadata.tsv").read_text().splitlines()) == 1 + 12
     assert "invariance: a scene recognised" in result.stdout and "algebra: MSE" in result.stdout
+    assert "copy: the query view's MSE over the mean image's" in result.stdout
     bad = subprocess.run(
         [sys.executable, "analyze.py", "--model", str(tiny_trained_run), "--data_dir",
          str(sample_dir), "--output_dir", str(tmp_path / "bad"), "--view_sets", "5",
@@ -119,4 +154,4 @@ def test_analyze_py_names_an_unknown_analysis(tmp_path):
         text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == ("analyze.py: --analyses invariance,colour: choose from "
-                                     "invariance, algebra.")
+                                     "invariance, algebra, copy.")
