@@ -17,7 +17,6 @@ which is the query view itself, and from the query view alone; a figure (copy.pn
 metrics.json. See gqn_tf/evaluation/analysis.py for the definitions.
 """
 
-import json
 import os
 import pathlib
 import sys
@@ -26,7 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # run from a c
 
 from absl import flags  # noqa: E402
 
-from gqn_tf import cli  # noqa: E402
+from gqn_tf import cli, files  # noqa: E402
 from gqn_tf.data import datasets  # noqa: E402
 
 ANALYSES = ("invariance", "algebra", "copy")
@@ -164,10 +163,7 @@ def main(argv):
               f"{ratio['left_out']:.3f}; from {m - 1} others and the query view itself "
               f"{ratio['among']:.3f}; from the query view alone {ratio['alone']:.3f} "
               f"({copy.num_scenes} scenes).")
-    path = os.path.join(output_dir, "metrics.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(path + ".tmp", path)
+    path = files.write_json(os.path.join(output_dir, "metrics.json"), result, indent=2)
     print(f"Wrote {path} and the figures in {output_dir}.")
 
 

@@ -27,7 +27,7 @@ import tempfile
 
 from absl import logging
 
-from gqn_tf import cli
+from gqn_tf import cli, files
 from gqn_tf.data import datasets, records, shards
 
 MANIFEST = "gqn_tf_sources.json"
@@ -208,9 +208,12 @@ def _write_if_changed(path, content):
         with open(path, "rb") as f:
             if f.read() == content:
                 return False
-    with open(path + ".tmp", "wb") as f:
-        f.write(content)
-    os.replace(path + ".tmp", path)
+
+    def write(temporary):
+        with open(temporary, "wb") as f:
+            f.write(content)
+
+    files.write_atomically(path, write)
     return True
 
 

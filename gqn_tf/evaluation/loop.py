@@ -15,7 +15,6 @@ context size, and TensorBoard events (tags under `eval/`).
 """
 
 import dataclasses
-import json
 import os
 from typing import Optional, Sequence
 
@@ -25,6 +24,7 @@ from PIL import Image
 from absl import logging
 from tqdm import tqdm
 
+from gqn_tf import files as files_lib
 from gqn_tf.data import check, datasets, pipeline, shards
 from gqn_tf.evaluation import figures, metrics
 from gqn_tf.model import distributions
@@ -388,10 +388,7 @@ def evaluate(config):
         "per_context": rows,
         "files": files,
     }
-    path = os.path.join(config.output_dir, METRICS_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(path + ".tmp", path)
+    files_lib.write_json(os.path.join(config.output_dir, METRICS_FILE), result, indent=2)
     write_summaries(config.output_dir, result, grid_images)
     return result
 

@@ -14,31 +14,19 @@ import os
 
 import keras
 
+from gqn_tf import files
 from gqn_tf.model import GQN, GQNConfig
 
 RUN_CONFIG = "run_config.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
-def write_atomically(path, write):
-    """Calls write(temporary path) and renames the file to `path`, so that a crash never leaves
-    a half-written one. The temporary name keeps the extension (Keras checks `.keras`)."""
-    directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".{name}.tmp{os.path.splitext(name)[1]}")
-    write(temporary)
-    os.replace(temporary, path)
-    return path
-
-
 def write_run_config(model_dir, model_config, **extra):
     """Writes `run_config.json` atomically: {"model": config fields, **extra}."""
     os.makedirs(model_dir, exist_ok=True)
 
-    def write(path):
-        with open(path, "w") as f:
-            json.dump({"model": model_config.to_dict(), **extra}, f, indent=2, sort_keys=True)
-
-    return write_atomically(os.path.join(model_dir, RUN_CONFIG), write)
+    return files.write_json(os.path.join(model_dir, RUN_CONFIG),
+                            {"model": model_config.to_dict(), **extra}, indent=2, sort_keys=True)
 
 
 def check_same_model(model_dir, model_config):

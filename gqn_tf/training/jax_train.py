@@ -33,6 +33,7 @@ import jax
 import keras
 import numpy as np
 
+from gqn_tf import files
 from gqn_tf.data import standalone
 from gqn_tf.evaluation import held_out as held_outs
 from gqn_tf.model import GQN, grow
@@ -148,10 +149,10 @@ def save(model_dir, model, train_step, run_config, compute):
     """Writes the run's model.keras, model.npz and train_state.npz (each atomically)."""
     train_step.sync()
     step = train_step.step
-    checkpoints.write_atomically(os.path.join(model_dir, STATE_FILE),
-                                 lambda path: np.savez(path, **_state_arrays(train_step, compute)))
-    checkpoints.write_atomically(os.path.join(model_dir, MODEL_FILE), model.save)
-    checkpoints.write_atomically(
+    files.write_atomically(os.path.join(model_dir, STATE_FILE),
+                           lambda path: np.savez(path, **_state_arrays(train_step, compute)))
+    files.write_atomically(os.path.join(model_dir, MODEL_FILE), model.save)
+    files.write_atomically(
         os.path.join(model_dir, COMPACT_FILE),
         lambda path: checkpoints.save_compact(
             model, path, {"source": os.path.join(model_dir, MODEL_FILE), "step": step,
