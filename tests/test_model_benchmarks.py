@@ -128,7 +128,8 @@ def test_the_gpu_training_script_continues_the_bundled_model_in_one_program(tmp_
     recipe = schedules.parse_points("0:2.0,2000:0.7,69000:0.7,71000:0.3")  # train.sh's default
     assert lines[-1]["sigma"] == pytest.approx(
         float(schedules.piecewise_linear(step + 4, recipe)))
-    rates = schedules.parse_points("0:5e-4,49500:5e-4,49501:2.5e-4,56100:2.5e-4,56101:1.25e-4")
+    rates = schedules.parse_points(
+        "0:5e-4,49500:5e-4,49501:2.5e-4,56100:2.5e-4,56101:1.25e-4,106043:1.25e-4,106044:6.25e-5")
     assert lines[-1]["learning_rate"] == pytest.approx(
         float(schedules.piecewise_linear(step + 3, rates)), rel=1e-5)
     held = [json.loads(line) for line in (out / "eval" / "metrics.jsonl").read_text().splitlines()]

@@ -12,13 +12,13 @@
 # metrics.jsonl and eval/metrics.jsonl (held-out curves). GQN_WHEELS, GQN_SITE and PYTHON as in
 # env.sh. RECIPE holds the recipe's schedule flags (default: the chosen recipe's, docs/
 # recipe_study.md: σ held at 0.7 to step 69,000, then lowered to 0.3 by step 71,000; μ halved
-# at steps 49,500 and 56,100).
+# at steps 49,500, 56,100 and 106,043).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?usage: bash benchmarks/gpu/train.sh OUT_DIR [train_jax.py flags]}
 shift
 . benchmarks/gpu/env.sh
-recipe=${RECIPE:---sigma_schedule 0:2.0,2000:0.7,69000:0.7,71000:0.3 --lr_schedule 0:5e-4,49500:5e-4,49501:2.5e-4,56100:2.5e-4,56101:1.25e-4}
+recipe=${RECIPE:---sigma_schedule 0:2.0,2000:0.7,69000:0.7,71000:0.3 --lr_schedule 0:5e-4,49500:5e-4,49501:2.5e-4,56100:2.5e-4,56101:1.25e-4,106043:1.25e-4,106044:6.25e-5}
 # shellcheck disable=SC2086
 exec "$python" train_jax.py --dataset shepard_metzler_7_parts --synthetic_scenes 20000 \
   --synthetic_test_scenes 1000 --synthetic_seed 0 --preset small --frame_size 32 \
