@@ -47,6 +47,7 @@ from absl import logging
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from gqn_tf import files
 from gqn_tf.data import datasets, records
 
 STAND_IN_PARTS = 5
@@ -266,17 +267,15 @@ def write_split(out, dataset, split, num_scenes, scenes_per_shard=100, seed=0, p
     with tqdm(total=num_scenes, desc=f"{dataset}/{split}", unit="scene") as progress:
         for shard in range(num_shards):
             path = os.path.join(directory, records.shard_name(shard + 1, num_shards))
-            temporary = f"{path}.incomplete"
-            try:
+            count = min(scenes_per_shard, num_scenes - shard * scenes_per_shard)
+
+            def write(temporary, count=count):
                 with tf.io.TFRecordWriter(temporary) as writer:
-                    for _ in range(min(scenes_per_shard, num_scenes - shard * scenes_per_shard)):
+                    for _ in range(count):
                         writer.write(records.serialize_scene(*next(scenes)))
                         progress.update()
-                os.replace(temporary, path)
-            finally:
-                if os.path.exists(temporary):
-                    os.remove(temporary)
-            paths.append(path)
+
+            paths.append(files.write_atomically(path, write))
     logging.info("Wrote %d scenes in %d shards to %s.", num_scenes, num_shards, directory)
     return paths
 

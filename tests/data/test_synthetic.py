@@ -120,7 +120,9 @@ def test_output_depends_on_the_seed_only(tmp_path):
     a, b, c = (_file_bytes(tmp_path / name) for name in "abc")
     assert a == b
     assert a.keys() == c.keys() and all(a[k] != c[k] for k in a)
-    assert not any(name.endswith(".incomplete") for name in a)
+    # only the finished shards: no temporary file is left behind
+    assert len(a) == 4 and all(os.path.basename(name).endswith(".tfrecord")
+                               and not os.path.basename(name).startswith(".") for name in a)
 
 
 def test_train_and_test_scenes_differ(written):
