@@ -60,11 +60,9 @@ def model_pair(representation, policy, names):
     from gqn_tf.model import GQN, get_preset
 
     keras.mixed_precision.set_global_policy(policy)
-    overrides = {"representation": representation}
+    overrides = {"representation": representation, "image_size": image_size()}
     if FLAGS.shared_cores is not None:
         overrides["shared_cores"] = FLAGS.shared_cores
-    if FLAGS.image_size is not None:
-        overrides["image_size"] = FLAGS.image_size
     config = get_preset(FLAGS.preset, **overrides)
     models = {}
     for name in names:
