@@ -155,3 +155,14 @@ def test_analyze_py_names_an_unknown_analysis(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("analyze.py: --analyses invariance,colour: choose from "
                                      "invariance, algebra, copy.")
+
+
+def test_analyze_py_names_a_copy_that_does_not_fit_the_scenes(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "analyze.py", "--model", "pretrained/gqn_sm7_32.npz", "--output_dir",
+         str(tmp_path), "--analyses", "copy", "--context_views", "15"], cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "analyze.py: 15 context views and the query need 16 views per scene, but "
+        "shepard_metzler_7_parts has 15: lower --context_views.")
