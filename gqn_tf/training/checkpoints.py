@@ -84,6 +84,54 @@ def latest_checkpoint(model_dir):
     return tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
 
 
+def checkpoint_prefixes(model_dir):
+    """The prefixes of the run's checkpoints still on disk, oldest first (the ones
+    `tf.train.CheckpointManager` keeps: `--keep_checkpoints` of them)."""
+    import tensorflow as tf
+
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir, CHECKPOINT_DIR))
+    if state is None:
+        return []
+    return [p for p in state.all_model_checkpoint_paths if tf.io.gfile.exists(p + ".index")]
+
+
+def load_averaged_model(model_dir, count):
+    """A GQN whose every weight is the mean of that weight over the `count` latest checkpoints
+    of the run directory `model_dir` (the run's recent iterates, averaged: at a small, constant
+    learning rate their mean lies nearer the optimum than any one of them).
+
+    Returns (model, info) as `load_model` does for the latest checkpoint (its source, step and
+    compute seconds), with "averaged_steps": the steps of the checkpoints averaged, oldest
+    first. Raises FileNotFoundError when `model_dir` has no checkpoint and ValueError when it
+    keeps fewer than `count`.
+    """
+    import numpy as np
+
+    if count < 1:
+        raise ValueError(f"Average at least 1 checkpoint, got {count}.")
+    if not os.path.isdir(model_dir):
+        raise ValueError(f"{model_dir!r} is not a run directory: averaging reads a train.py "
+                         f"run directory's latest checkpoints.")
+    prefixes = checkpoint_prefixes(model_dir)
+    if not prefixes:
+        raise FileNotFoundError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINT_DIR)!r}: "
+                                f"train first.")
+    if count > len(prefixes):
+        raise ValueError(
+            f"{model_dir} keeps {len(prefixes)} checkpoint(s), fewer than the {count} to "
+            f"average: average at most {len(prefixes)}, or train on with --keep_checkpoints "
+            f"{count} (or more) until it has written {count}.")
+    total, steps = None, []
+    for prefix in prefixes[-count:]:
+        model, info = load_model(prefix)
+        steps.append(info["step"])
+        weights = [np.asarray(v.numpy(), np.float64) for v in model.weights]
+        total = weights if total is None else [t + w for t, w in zip(total, weights)]
+    for variable, summed in zip(model.weights, total):
+        variable.assign((summed / count).astype(np.float32))
+    return model, {**info, "averaged_steps": steps}
+
+
 COMPACT_SUFFIX = ".npz"
 _COMPACT_FORMAT = "gqn-tf compact weights 1"
 
