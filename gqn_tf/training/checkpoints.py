@@ -98,7 +98,8 @@ def checkpoint_prefixes(model_dir):
 def load_averaged_model(model_dir, count):
     """A GQN whose every weight is the mean of that weight over the `count` latest checkpoints
     of the run directory `model_dir` (the run's recent iterates, averaged: at a small, constant
-    learning rate their mean lies nearer the optimum than any one of them).
+    learning rate they scatter around a slowly moving point, and their mean often renders
+    better than the latest of them; evaluate both).
 
     Returns (model, info) as `load_model` does for the latest checkpoint (its source, step and
     compute seconds), with "averaged_steps": the steps of the checkpoints averaged, oldest

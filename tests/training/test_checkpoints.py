@@ -12,17 +12,29 @@ from gqn_tf.training.step import TrainStep
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def trained_run(tmp_path, make_batch):
+def _train_tiny_run(model_dir, make_batch, steps, save_at):
+    """Trains a tiny model `steps` steps in the run directory `model_dir`, saving a checkpoint
+    after each step in `save_at` (numbered by its step). Returns the model, its batch, the
+    saved prefixes and each saved checkpoint's weights."""
     config = get_preset("tiny", representation="pool")
     model, optimizer = GQN(config), schedules.make_optimizer()
     step = TrainStep(model, optimizer, 2, seed=1)
     batch = make_batch(batch_size=2, context_size=2)
-    for _ in range(3):
+    checkpoints.write_run_config(model_dir, config, dataset="shepard_metzler_7_parts")
+    manager = checkpoints.checkpoint_manager(checkpoints.make_checkpoint(model, optimizer),
+                                             model_dir, max_to_keep=max(5, len(save_at)))
+    prefixes, weights = [], []
+    for number in range(1, steps + 1):
         step(batch)
-    checkpoints.write_run_config(tmp_path, config, dataset="shepard_metzler_7_parts")
-    manager = checkpoints.checkpoint_manager(checkpoints.make_checkpoint(model, optimizer), tmp_path)
-    prefix = manager.save(checkpoint_number=3)
+        if number in save_at:
+            prefixes.append(manager.save(checkpoint_number=number))
+            weights.append([v.numpy().copy() for v in model.weights])
+    return model, batch, prefixes, weights
+
+
+@pytest.fixture
+def trained_run(tmp_path, make_batch):
+    model, batch, (prefix,), _ = _train_tiny_run(tmp_path, make_batch, steps=3, save_at=(3,))
     return tmp_path, prefix, model, batch
 
 
@@ -65,18 +77,7 @@ def test_missing_sources_are_explained(tmp_path):
 def run_of_three_checkpoints(tmp_path, make_batch):
     """A tiny run directory that kept its checkpoints of steps 1, 2 and 3, and each one's
     weights."""
-    config = get_preset("tiny", representation="pool")
-    model, optimizer = GQN(config), schedules.make_optimizer()
-    step = TrainStep(model, optimizer, 2, seed=1)
-    batch = make_batch(batch_size=2, context_size=2)
-    checkpoints.write_run_config(tmp_path, config, dataset="shepard_metzler_7_parts")
-    manager = checkpoints.checkpoint_manager(checkpoints.make_checkpoint(model, optimizer),
-                                             tmp_path, max_to_keep=3)
-    weights = []
-    for number in (1, 2, 3):
-        step(batch)
-        manager.save(checkpoint_number=number)
-        weights.append([v.numpy().copy() for v in model.weights])
+    _, _, _, weights = _train_tiny_run(tmp_path, make_batch, steps=3, save_at=(1, 2, 3))
     return tmp_path, weights
 
 
