@@ -109,15 +109,12 @@ def main(argv):
                             f"{keras.backend.backend()!r}: unset it or set it to jax (train.py "
                             f"is the TensorFlow trainer).")
     from gqn_tf.data import shards, standalone
-    from gqn_tf.model import get_preset
     from gqn_tf.training import jax_train, schedules
 
     try:
-        overrides = cli.model_overrides(_MODEL.value)
         frame_size = _FRAME_SIZE.value
-        if "image_size" not in overrides:
-            overrides["image_size"] = frame_size or datasets.DATASETS[_DATASET.value].frame_size
-        model_config = get_preset(_PRESET.value, **overrides)
+        model_config = cli.training_model_config(_PRESET.value, _MODEL.value, frame_size,
+                                                 _DATASET.value)
         study_schedule, study_run = cli.training_study_values(_STUDY)
         schedule = schedules.ScheduleConfig(
             lr_initial=_LR_INITIAL.value, lr_final=_LR_FINAL.value, lr_steps=_LR_STEPS.value,

@@ -198,6 +198,18 @@ def model_overrides(assignments):
     return overrides
 
 
+def training_model_config(preset, assignments, frame_size, dataset):
+    """The model a training script builds: --preset with its --model overrides, its image size
+    following --frame_size (or the dataset's frames) unless --model sets image_size."""
+    from gqn_tf.data import datasets
+    from gqn_tf.model import get_preset
+
+    overrides = model_overrides(assignments)
+    if "image_size" not in overrides:  # the model follows the frames
+        overrides["image_size"] = frame_size or datasets.DATASETS[dataset].frame_size
+    return get_preset(preset, **overrides)
+
+
 def define_training_study_flags():
     """Defines the flags that both trainers (train.py, train_jax.py) take beyond their own for
     the schedule, a compute budget and held-out evaluation; returns name → flag holder."""
