@@ -70,3 +70,19 @@ def tiny_trained_run(tmp_path_factory, sample_dir):
     checkpoints.checkpoint_manager(checkpoints.make_checkpoint(model, optimizer),
                                    model_dir).save()
     return model_dir
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache(tmp_path_factory):
+    """One persistent XLA cache for this test session's JAX processes (train_jax.py, the GPU
+    scripts rehearsed on CPU), which inherit it through the environment: the many short runs
+    of one configuration compile its step once instead of once per process. It starts empty, so
+    every session still compiles each program at least once."""
+    cache = tmp_path_factory.mktemp("jax_cache")
+    previous = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        del os.environ["JAX_COMPILATION_CACHE_DIR"]
+    else:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = previous
