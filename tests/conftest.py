@@ -79,10 +79,6 @@ def jax_compilation_cache(tmp_path_factory):
     of one configuration compile its step once instead of once per process. It starts empty, so
     every session still compiles each program at least once."""
     cache = tmp_path_factory.mktemp("jax_cache")
-    previous = os.environ.get("JAX_COMPILATION_CACHE_DIR")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
-    yield cache
-    if previous is None:
-        del os.environ["JAX_COMPILATION_CACHE_DIR"]
-    else:
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
+        yield cache
