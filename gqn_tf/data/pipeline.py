@@ -431,13 +431,15 @@ def make_dataset(name, root, split="train", batch_size=36, context_size=None, se
     """The training/evaluation input of dataset `name` from `<root>/<name>/<split>/` shards.
 
     Yields the dicts of `scenes_from_records` (docs/design.md §4), prefetched. `seed` makes the
-    whole stream (shard order, record shuffle, views, context sizes) reproducible. `repeat` is
-    True (forever), False (one pass) or a number of passes. Bad records raise an error naming
-    the shard file and record index unless `skip_bad_records`, which skips them and counts them
-    in `bad_record_counter` (a `BadRecordCounter`, created and only logged if not given).
-    `filenames`: the split's shard files when the caller has listed them already. `rows`:
-    (start, stop), one worker's rows of each batch (`scenes_from_records`), not prefetched
-    after decoding so that every worker's iterator saves the same state.
+    whole stream (shard order, record shuffle, views, context sizes) reproducible, as long as
+    TensorFlow's global seed is the same too: tf.data's shuffles combine their seed with it
+    (`keras.utils.set_random_seed` changes it; `shuffle=False` reads the records in file order).
+    `repeat` is True (forever), False (one pass) or a number of passes. Bad records raise an
+    error naming the shard file and record index unless `skip_bad_records`, which skips them and
+    counts them in `bad_record_counter` (a `BadRecordCounter`, created and only logged if not
+    given). `filenames`: the split's shard files when the caller has listed them already.
+    `rows`: (start, stop), one worker's rows of each batch (`scenes_from_records`), not
+    prefetched after decoding so that every worker's iterator saves the same state.
     """
     info = datasets.get_dataset_info(name)
     check_context_size(info, context_size, max_context_size)

@@ -140,6 +140,21 @@ def test_a_seed_makes_runs_identical(root):
                for a, b in zip(first, other))
 
 
+def test_tensorflows_global_seed_moves_the_shuffle_only(root):
+    # As make_dataset's docstring says: tf.data's shuffles combine `seed` with the global seed,
+    # while the views are drawn from `seed` alone, so unshuffled streams do not depend on it.
+    def run(global_seed, shuffle):
+        tf.random.set_seed(global_seed)
+        try:
+            ds = make(root, seed=3, shuffle=shuffle, repeat=False, context_size=2)
+            return np.concatenate([batch["query_camera"].numpy() for batch in ds])
+        finally:
+            tf.random.set_seed(None)
+
+    np.testing.assert_array_equal(run(1, shuffle=False), run(2, shuffle=False))
+    np.testing.assert_array_equal(run(1, shuffle=True), run(1, shuffle=True))
+    assert not np.array_equal(run(1, shuffle=True), run(2, shuffle=True))
+
 def test_scenes_from_plain_records_match_make_dataset(root):
     """The contract for other record sources (a TFDS builder): same records, same seed, same
     batches."""

@@ -72,7 +72,7 @@ def _both_ways(model, batch, sigma=0.7, seed=(5, 6)):
     return results
 
 
-def _assert_same(results, model):
+def _assert_same(results, model, gradient_atol=2e-5):
     (terms, gradients, generated), (plain_terms, plain_gradients, plain_generated) = (
         results[True], results[False])
     for name in ("loss", "kl_per_layer", "nll", "mean"):
@@ -86,7 +86,7 @@ def _assert_same(results, model):
             assert "representation" in variable.path
             continue
         scale = float(np.abs(expected).max()) + 1e-6
-        np.testing.assert_allclose(got / scale, expected / scale, atol=2e-5,
+        np.testing.assert_allclose(got / scale, expected / scale, atol=gradient_atol,
                                    err_msg=variable.path)
 
 
@@ -114,12 +114,17 @@ def test_gqn_factorised_equals_plain_at_dataset_sizes(representation, image_size
 def test_bundled_model_from_before_the_factorisation_gives_the_same_elbo(sample_dir):
     # The bundled file was written before the factorisation: same variables, same ELBO.
     model, header = checkpoints.load_compact(PRETRAINED)
+    # Unshuffled: tf.data's shuffle also reads TensorFlow's global seed, which the tests before
+    # this one set, so a shuffled batch would depend on which tests ran first.
     dataset = pipeline.make_dataset(
         "shepard_metzler_7_parts", sample_dir, "test", batch_size=4, context_size=3, seed=0,
-        frame_size=model.gqn_config.image_size, repeat=False)
+        frame_size=model.gqn_config.image_size, repeat=False, shuffle=False)
     batch = next(iter(dataset))
     results = _both_ways(model, batch, sigma=0.3)
-    _assert_same(results, model)
+    # The two paths sum in different orders. On trained weights that float32 rounding reached
+    # 2.2e-5 of a variable's largest gradient on some batches (the random models above stay
+    # under 2e-5); a bias added twice or a term left out differs by far more than 1e-4.
+    _assert_same(results, model, gradient_atol=1e-4)
     # It renders the same images for the same seed, and other images for another seed.
     frames = (batch["context_frames"], batch["context_cameras"], batch["query_camera"])
     model.factorise_conditioning = True
