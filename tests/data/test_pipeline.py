@@ -155,6 +155,7 @@ def test_tensorflows_global_seed_moves_the_shuffle_only(root):
     np.testing.assert_array_equal(run(1, shuffle=True), run(1, shuffle=True))
     assert not np.array_equal(run(1, shuffle=True), run(2, shuffle=True))
 
+
 def test_scenes_from_plain_records_match_make_dataset(root):
     """The contract for other record sources (a TFDS builder): same records, same seed, same
     batches."""

@@ -112,7 +112,7 @@ def test_gqn_factorised_equals_plain_at_dataset_sizes(representation, image_size
 
 
 def test_bundled_model_from_before_the_factorisation_gives_the_same_elbo(sample_dir):
-    # The bundled file was written before the factorisation: same variables, same ELBO.
+    # The bundled model keeps the variables of the plain gates: both paths, same ELBO.
     model, header = checkpoints.load_compact(PRETRAINED)
     # Unshuffled: tf.data's shuffle also reads TensorFlow's global seed, which the tests before
     # this one set, so a shuffled batch would depend on which tests ran first.
